@@ -1,0 +1,1 @@
+"""The sorting station desktop app. Core modules (camera, inference, storage, settings) import without Qt."""

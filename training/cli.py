@@ -1,0 +1,125 @@
+"""``python -m training {explore,train,evaluate,predict}``: the pipeline from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from training.errors import TrainingError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explore = commands.add_parser("explore", help="class counts, sample grid, sizes, bad files")
+    explore.add_argument("data_dir", help="folder with one sub-folder per class")
+    explore.add_argument("--out", required=True, help="folder for the plots and explore.json")
+
+    train = commands.add_parser("train", help="train a model bundle")
+    train.add_argument("data_dir", help="folder with one sub-folder per class")
+    train.add_argument("--out", required=True, help="run folder; becomes the model bundle")
+    train.add_argument("--weights", default="imagenet",
+                       help="'imagenet' (download), 'none' (from scratch) or a local no-top weights file")
+    from training.train import TrainConfig  # the defaults live in one place: TrainConfig
+
+    defaults = TrainConfig(data_dir="", out="")
+    for name, help_text in [
+        ("image_size", "model input size in pixels"),
+        ("epochs", "head-phase epochs (from scratch: progressive-resizing epochs)"),
+        ("fine_tune_epochs", "fine-tuning epochs (from scratch: final low-rate epochs at full size)"),
+        ("batch_size", "images per batch"),
+        ("seed", "seed for the split, shuffling and initialisation"),
+        ("learning_rate", "head / from-scratch peak learning rate"),
+        ("fine_tune_learning_rate", "learning rate of the fine-tuning phase"),
+        ("fine_tune_fraction", "share of backbone layers unfrozen for fine-tuning"),
+        ("weight_decay", "AdamW weight decay"),
+        ("dropout", "dropout before the classifier"),
+        ("label_smoothing", "label smoothing of the loss"),
+        ("augment", "augmentation strength 0..1"),
+        ("mixup", "mixup alpha (0 = off)"),
+        ("patience", "early-stopping patience in epochs"),
+        ("stages", "from scratch: progressive-resizing stages"),
+        ("min_image_size", "from scratch: first-stage image size (0 = half of --image-size)"),
+        ("warmup_epochs", "from scratch: learning-rate warm-up epochs"),
+        ("val_fraction", "share of each class for validation"),
+        ("test_fraction", "share of each class held out for the test"),
+        ("init_from", "start from this bundle's weights (continue a run)"),
+    ]:
+        default = getattr(defaults, name)
+        train.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                           help=f"{help_text} (default {default!r})")
+
+    evaluate = commands.add_parser("evaluate", help="metrics and plots of a bundle on a dataset")
+    evaluate.add_argument("bundle")
+    evaluate.add_argument("data_dir")
+    evaluate.add_argument("--split", choices=["test", "all"], default="test",
+                          help="'test': the bundle's own test split; 'all': every image")
+    evaluate.add_argument("--out", help="folder for report.txt and confusion.png "
+                          "(default BUNDLE/evaluation/<data folder>-<split>)")
+
+    predict = commands.add_parser("predict", help="label image files, one JSON line each")
+    predict.add_argument("bundle")
+    predict.add_argument("images", nargs="+")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written to the output folder", file=sys.stderr)
+        return 130
+
+
+def run_explore(args: argparse.Namespace) -> int:
+    from training.explore import explore
+
+    explore(args.data_dir, args.out)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from training.train import TrainConfig, train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if config.weights.lower() == "none":
+        config.weights = "none"
+    train(config)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_bundle
+    from training.model import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    out = Path(args.out) if args.out else bundle.path / "evaluation" / f"{Path(args.data_dir).resolve().name}-{args.split}"
+    metrics = evaluate_bundle(bundle, args.data_dir, args.split, out)
+    print((out / "report.txt").read_text())
+    print(f"wrote report.txt and confusion.png to {out}")
+    print(json.dumps(metrics))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from training.model import load_bundle
+    from training.predict import predict_files
+
+    bundle = load_bundle(args.bundle)
+    results = predict_files(bundle, args.images)
+    for result in results:
+        print(json.dumps(result))
+    return 1 if any("error" in r for r in results) else 0
+
+
+COMMANDS = {"explore": run_explore, "train": run_train, "evaluate": run_evaluate, "predict": run_predict}

@@ -1,0 +1,191 @@
+"""EfficientNetV2B2 classifier: build, unfreeze for fine-tuning, and the model bundle on disk.
+
+A bundle is a folder holding ``model.keras`` (raw RGB 0-255 in, class probabilities out,
+no optimizer state), ``labels.json`` (class names in output order) and ``metrics.json``.
+A model never travels without its labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from training.errors import TrainingError
+
+EMBEDDING_LAYER = "embedding"
+OUTPUT_LAYER = "predictions"
+BACKBONE_NAME = "efficientnetv2-b2"
+
+WEIGHTS_HELP = (
+    "ImageNet weights for EfficientNetV2B2 could not be downloaded (no internet?). "
+    "Use --weights PATH with a local no-top weights file (efficientnetv2-b2_notop.h5), "
+    "or --weights none to train from scratch."
+)
+
+
+def build_backbone(weights: str | None, image_size: int | None = None) -> keras.Model:
+    """EfficientNetV2B2 without its top; ``weights`` is 'imagenet', None or a local file path.
+
+    ``image_size=None`` accepts any square size (progressive resizing).
+    """
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise TrainingError(f"weights file not found: {weights}")
+    try:
+        return keras.applications.EfficientNetV2B2(
+            include_top=False,
+            weights=weights,
+            input_shape=(image_size, image_size, 3),
+            include_preprocessing=True,  # rescaling lives in the model: feed raw 0-255 pixels
+        )
+    except Exception as exc:
+        if weights == "imagenet":
+            raise TrainingError(WEIGHTS_HELP) from exc
+        if weights is not None:
+            raise TrainingError(f"cannot load weights from {weights}: {exc}") from exc
+        raise
+
+
+def build_model(
+    num_classes: int,
+    weights: str | None,
+    image_size: int | None = None,
+    dropout: float = 0.2,
+    freeze_backbone: bool = True,
+) -> keras.Model:
+    """Backbone + global average pooling (the embedding) + dropout + softmax head.
+
+    With ``freeze_backbone`` the backbone is not trainable and runs in inference mode,
+    so its BatchNorm statistics stay as loaded even after it is unfrozen for fine-tuning.
+    From scratch (``freeze_backbone=False``) BatchNorm learns like every other layer.
+    """
+    backbone = build_backbone(weights, image_size)
+    backbone.trainable = not freeze_backbone
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    features = backbone(inputs, training=False) if freeze_backbone else backbone(inputs)
+    embedding = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(features)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(embedding)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
+    return keras.Model(inputs, outputs, name="garbage_classifier")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BACKBONE_NAME)
+
+
+def unfreeze_top(model: keras.Model, fraction: float = 0.3) -> int:
+    """Make the top ``fraction`` of backbone layers trainable, keeping BatchNorm frozen.
+
+    Returns how many layers became trainable. Recompile the model afterwards.
+    """
+    backbone = backbone_of(model)
+    backbone.trainable = True
+    layers = backbone.layers
+    start = int(len(layers) * (1.0 - fraction))
+    unfrozen = 0
+    for i, layer in enumerate(layers):
+        trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        unfrozen += trainable
+    return unfrozen
+
+
+def export_model(model: keras.Model, image_size: int, num_classes: int) -> keras.Model:
+    """A fresh, uncompiled copy with a fixed input size (so no optimizer state is saved)."""
+    dropout = model.get_layer("head_dropout").rate
+    fixed = build_model(num_classes, None, image_size, dropout, freeze_backbone=False)
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
+@dataclass
+class Bundle:
+    """A loaded model bundle: the model, its class names and the metadata saved beside it."""
+
+    path: Path
+    model: keras.Model
+    labels: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.input_shape[1])
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def feature_model(self) -> keras.Model:
+        """Same weights, two outputs: (embedding, probabilities)."""
+        embedding = self.model.get_layer(EMBEDDING_LAYER).output
+        return keras.Model(self.model.inputs, [embedding, self.model.outputs[0]])
+
+
+def save_bundle_files(model: keras.Model, labels: list[str], folder: Path) -> None:
+    """Write ``model.keras`` and ``labels.json`` into ``folder`` (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    write_json(folder / "labels.json", labels)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise TrainingError(f"model bundle {path.parent}: missing {path.name} ({what})") from exc
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"model bundle {path.parent}: {path.name} is unreadable: {exc}") from exc
+
+
+def load_bundle(folder: str | Path) -> Bundle:
+    """Load a bundle with Keras safe mode; refuse missing, corrupt or mismatched parts."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrainingError(f"model bundle not found: {folder}")
+    model_path = folder / "model.keras"
+    if not model_path.is_file():
+        raise TrainingError(f"model bundle {folder}: missing model.keras")
+    labels = read_json(folder / "labels.json", "class names in output order")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise TrainingError(f"model bundle {folder}: labels.json must be a list of class names")
+    try:
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise TrainingError(f"model bundle {folder}: model.keras is corrupt or unreadable ({exc})") from exc
+    outputs = int(model.outputs[0].shape[-1])
+    if outputs != len(labels):
+        raise TrainingError(
+            f"model bundle {folder}: labels.json names {len(labels)} classes "
+            f"but the model has {outputs} outputs"
+        )
+    metrics = read_json(folder / "metrics.json", "metrics") if (folder / "metrics.json").exists() else {}
+    config = read_json(folder / "config.json", "config") if (folder / "config.json").exists() else {}
+    return Bundle(folder, model, labels, metrics, config)
+
+
+def replace_folder(src: Path, dst: Path) -> None:
+    """Move a finished bundle into place; an existing ``dst`` is replaced only at the end."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)

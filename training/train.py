@@ -1,0 +1,285 @@
+"""Two-phase transfer learning, or from scratch with progressive resizing, into a model bundle.
+
+``train(config, progress)`` is a plain function: the CLI, the tests and the station's
+retraining call it the same way; ``progress`` receives one dict per finished epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from numpy.typing import NDArray
+
+from training.augment import augmenter, mixup
+from training.data import SPLITS, FolderDataset, class_weights, load_arrays, save_split, scan_dataset, stratified_split
+from training.evaluate import evaluate_bundle, plot_curves
+from training.model import build_model, export_model, load_bundle, replace_folder, save_bundle_files, unfreeze_top, write_json
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; saved as ``config.json`` so the run can be repeated."""
+
+    data_dir: str
+    out: str
+    weights: str = "imagenet"  # "imagenet", "none" (from scratch) or a local weights file
+    image_size: int = 128
+    epochs: int = 15  # head phase; from scratch: the progressive-resizing epochs
+    fine_tune_epochs: int = 15  # unfrozen top blocks; from scratch: a final low-rate phase at full size
+    batch_size: int = 32
+    seed: int = 42
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_fraction: float = 0.3  # share of backbone layers unfrozen in phase 2
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    augment: float = 1.0  # augmentation strength, 0..1
+    mixup: float = 0.0  # mixup alpha; 0 turns it off
+    patience: int = 8  # early stopping, epochs without a better validation loss
+    stages: int = 4  # from scratch: progressive-resizing stages
+    min_image_size: int = 0  # from scratch: first stage size; 0 means half of image_size
+    warmup_epochs: int = 3  # from scratch: linear learning-rate warm-up
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    init_from: str = ""  # optional bundle whose weights start the run (continue training)
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.weights == "none"
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    image_size: int
+    learning_rate: float
+    augment: float
+    mixup: float
+    cosine: bool = False  # warm-up + cosine decay across all cosine phases, else plateau-reduction
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_phases(config: TrainConfig) -> list[Phase]:
+    """The phases a run goes through, with their sizes, rates and augmentation."""
+    if not config.from_scratch:
+        phases = [Phase("head", config.epochs, config.image_size, config.learning_rate, config.augment, config.mixup)]
+        if config.fine_tune_epochs > 0:
+            phases.append(Phase("fine-tune", config.fine_tune_epochs, config.image_size,
+                                config.fine_tune_learning_rate, config.augment, config.mixup))
+        return phases
+    # EfficientNetV2's progressive learning: small images with weak regularisation first,
+    # growing to full size with full augmentation and mixup.
+    stages = max(1, min(config.stages, config.epochs))
+    low = config.min_image_size or config.image_size // 2
+    phases = []
+    for k in range(stages):
+        t = k / (stages - 1) if stages > 1 else 1.0
+        size = int(round((low + t * (config.image_size - low)) / 8) * 8) if k < stages - 1 else config.image_size
+        epochs = config.epochs // stages + (1 if k < config.epochs % stages else 0)
+        phases.append(Phase(f"stage {k + 1}", epochs, size, config.learning_rate,
+                            config.augment * (0.5 + 0.5 * t), config.mixup * t, cosine=True))
+    if config.fine_tune_epochs > 0:
+        phases.append(Phase("polish", config.fine_tune_epochs, config.image_size,
+                            config.fine_tune_learning_rate, config.augment * 0.5, 0.0))
+    return phases
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Train, evaluate on the held-out test split, and write the bundle to ``config.out``.
+
+    The bundle is assembled in a temporary folder beside ``out`` and renamed into place at
+    the end, so ``out`` never holds a half-written run. Returns the test metrics.
+    """
+    keras.utils.set_random_seed(config.seed)
+    dataset = scan_dataset(config.data_dir)
+    report_dataset(dataset)
+    split = stratified_split(
+        dataset, config.seed,
+        {"train": 1 - config.val_fraction - config.test_fraction, "val": config.val_fraction, "test": config.test_fraction},
+    )
+    print("split: " + ", ".join(f"{name} {len(split[name])}" for name in SPLITS))
+    y_train = dataset.labels_of(split["train"])
+    y_val = dataset.labels_of(split["val"])
+    weights = class_weights(y_train, len(dataset.class_names))
+    print("class weights (balanced): " + ", ".join(
+        f"{name} {weights[i]:.3f}" for i, name in enumerate(dataset.class_names)))
+
+    out = Path(config.out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        model, rows = fit_phases(config, dataset, split, y_train, y_val, weights, work, progress)
+        exported = export_model(model, config.image_size, len(dataset.class_names))
+        save_bundle_files(exported, dataset.class_names, work)
+        save_split(split, work / "split.json")
+        write_json(work / "config.json", {**asdict(config), "class_names": dataset.class_names})
+        write_history(rows, work / "history.csv")
+        plot_curves(rows, work / "curves.png")
+        (work / "checkpoint.weights.h5").unlink(missing_ok=True)
+        metrics = evaluate_bundle(load_bundle(work), dataset.root, "test", work)
+        write_json(work / "metrics.json", metrics)
+        replace_folder(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}; bundle written to {out}")
+    return metrics
+
+
+def report_dataset(dataset: FolderDataset) -> None:
+    print(f"{len(dataset.items)} images in {len(dataset.class_names)} classes: " + ", ".join(
+        f"{name} {n}" for name, n in dataset.counts().items()))
+    if dataset.bad_files:
+        print(f"left out {len(dataset.bad_files)} unusable file(s):")
+        for rel, reason in dataset.bad_files:
+            print(f"  {rel}: {reason}")
+
+
+def fit_phases(
+    config: TrainConfig,
+    dataset: FolderDataset,
+    split: dict[str, list[str]],
+    y_train: NDArray[np.int64],
+    y_val: NDArray[np.int64],
+    weights: dict[int, float],
+    work: Path,
+    progress: Progress | None,
+) -> tuple[keras.Model, list[dict[str, Any]]]:
+    """Run every phase; keep the weights with the best validation loss across all of them."""
+    num_classes = len(dataset.class_names)
+    weights_arg = None if config.weights == "none" else config.weights
+    model = build_model(num_classes, weights_arg, None, config.dropout, freeze_backbone=not config.from_scratch)
+    if config.init_from:
+        model.set_weights(load_bundle(config.init_from).model.get_weights())
+    checkpoint_path = work / "checkpoint.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        checkpoint_path, monitor="val_loss", save_best_only=True, save_weights_only=True)
+    phases = plan_phases(config)
+    cosine_epochs = sum(p.epochs for p in phases if p.cosine)
+    sample_weights = np.array([weights[int(y)] for y in y_train], dtype=np.float32)
+    arrays: dict[int, tuple[NDArray[np.uint8], NDArray[np.uint8]]] = {}
+    rows: list[dict[str, Any]] = []
+    for phase in phases:
+        if phase.epochs <= 0:
+            continue
+        if phase.name == "fine-tune":
+            print(f"unfroze {unfreeze_top(model, config.fine_tune_fraction)} backbone layers (BatchNorm stays frozen)")
+        if phase.image_size not in arrays:
+            print(f"loading images at {phase.image_size} px")
+            arrays = {phase.image_size: (load_arrays(dataset.root, split["train"], phase.image_size),
+                                         load_arrays(dataset.root, split["val"], phase.image_size))}
+        x_train, x_val = arrays[phase.image_size]
+        model.compile(
+            optimizer=keras.optimizers.AdamW(phase.learning_rate, weight_decay=config.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
+        callbacks: list[keras.callbacks.Callback] = [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+            checkpoint,
+        ]
+        first_epoch = len(rows)
+        if phase.cosine:
+            schedule = cosine_schedule(config.learning_rate, config.warmup_epochs, cosine_epochs, offset=first_epoch)
+            callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
+        else:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.3, patience=max(1, config.patience // 3), min_lr=1e-7))
+        callbacks.append(EpochReporter(phase, first_epoch, progress))
+        print(f"== {phase.name}: {phase.epochs} epoch(s) at {phase.image_size} px, "
+              f"learning rate {phase.learning_rate:g}, augmentation {phase.augment:.2f}, mixup {phase.mixup:.2f}")
+        model.fit(
+            train_pipeline(x_train, y_train, sample_weights, num_classes, config.batch_size,
+                           phase.augment, phase.mixup, config.seed + first_epoch),
+            validation_data=(x_val.astype(np.float32), keras.utils.to_categorical(y_val, num_classes)),
+            epochs=phase.epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        rows += phase.history
+    if checkpoint_path.exists():
+        model.load_weights(checkpoint_path)
+    return model, rows
+
+
+def train_pipeline(
+    x: NDArray[np.uint8],
+    y: NDArray[np.int64],
+    sample_weights: NDArray[np.float32],
+    num_classes: int,
+    batch_size: int,
+    augment: float,
+    mixup_alpha: float,
+    seed: int,
+) -> tf.data.Dataset:
+    """Shuffled, augmented (and optionally mixed-up) batches of (image, one-hot, weight)."""
+    labels = keras.utils.to_categorical(y, num_classes).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices((x, labels, sample_weights))
+    data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    if augment > 0:
+        layers = augmenter(augment, seed)
+        data = data.map(
+            lambda a, b, c: (tf.clip_by_value(layers(tf.cast(a, tf.float32), training=True), 0.0, 255.0), b, c),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        data = data.map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
+    if mixup_alpha > 0:
+        data = data.map(lambda a, b, c: mixup(a, b, c, mixup_alpha), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def cosine_schedule(base: float, warmup: int, total: int, offset: int) -> Callable[[int, float], float]:
+    """Linear warm-up, then cosine decay to 1 % of ``base``; epochs count across phases."""
+    def rate(epoch: int, _current: float) -> float:
+        step = epoch + offset
+        if step < warmup:
+            return base * (step + 1) / (warmup + 1)
+        t = (step - warmup) / max(1, total - warmup)
+        return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return rate
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Records one history row per epoch and forwards it to the progress callback."""
+
+    def __init__(self, phase: Phase, first_epoch: int, progress: Progress | None) -> None:
+        super().__init__()
+        self.phase, self.first_epoch, self.progress = phase, first_epoch, progress
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        row = {
+            "phase": self.phase.name,
+            "epoch": self.first_epoch + epoch + 1,
+            "image_size": self.phase.image_size,
+            "loss": float(logs.get("loss", math.nan)),
+            "accuracy": float(logs.get("accuracy", math.nan)),
+            "val_loss": float(logs.get("val_loss", math.nan)),
+            "val_accuracy": float(logs.get("val_accuracy", math.nan)),
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+        }
+        self.phase.history.append(row)
+        if self.progress:
+            self.progress({**row, "phase_epochs": self.phase.epochs, "phase_epoch": epoch + 1})
+
+
+def write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
