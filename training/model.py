@@ -125,7 +125,7 @@ class Bundle:
     def feature_model(self) -> keras.Model:
         """Same weights, two outputs: (embedding, probabilities)."""
         embedding = self.model.get_layer(EMBEDDING_LAYER).output
-        return keras.Model(self.model.inputs, [embedding, self.model.outputs[0]])
+        return keras.Model(self.model.input, [embedding, self.model.output])
 
 
 def save_bundle_files(model: keras.Model, labels: list[str], folder: Path) -> None:

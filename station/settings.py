@@ -1,0 +1,200 @@
+"""Station settings: shipped defaults < user TOML file < command-line overrides. No Qt.
+
+Every problem found (unknown key, bad value, TOML syntax) is collected and reported in one ``SettingsError``
+naming the file (or "command line") and the key, so the operator can fix the file in one go.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+APP_NAME = "sorting-station"
+RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
+DEFAULTS_FILE = RESOURCES_DIR / "station.toml"
+CLI_ORIGIN = "command line"
+
+
+class SettingsError(Exception):
+    """Invalid settings; ``problems`` lists each one, the message shows them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = f"{len(self.problems)} problems in the settings:\n" + "\n".join(f"- {p}" for p in self.problems)
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str  # camera index ("0"), video file, URL or image folder
+    interval: float  # seconds between classifications, >= 0
+    threshold: float  # confidence below which a prediction is flagged, 0..1
+    data_dir: Path  # absolute, ~ expanded
+    station_name: str
+    model: str  # model bundle folder; "" = the bundled default (resolved by the app)
+
+
+def user_config_file() -> Path:
+    return platformdirs.user_config_path(APP_NAME) / "station.toml"
+
+
+def default_data_dir() -> Path:
+    return platformdirs.user_data_path(APP_NAME)
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+class _InvalidValueError(ValueError):
+    pass
+
+
+def _number(value: Any, from_cli: bool) -> float | None:
+    # bool is an int subclass; "interval = true" is a mistake, not 1 second.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if from_cli and isinstance(value, str):  # argparse without type= hands over strings
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _check_source(value: Any, from_cli: bool) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `source = 0` in TOML means camera 0
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _InvalidValueError(f"source must be a camera index, video file, URL or image folder, got {value!r}")
+
+
+def _check_interval(value: Any, from_cli: bool) -> float:
+    n = _number(value, from_cli)
+    if n is None or not math.isfinite(n) or n < 0:
+        raise _InvalidValueError(f"interval must be a number of seconds >= 0, got {value!r}")
+    return n
+
+
+def _check_threshold(value: Any, from_cli: bool) -> float:
+    n = _number(value, from_cli)
+    if n is None or not 0.0 <= n <= 1.0:  # NaN fails the comparison too
+        raise _InvalidValueError(f"threshold must be a number between 0 and 1, got {value!r}")
+    return n
+
+
+def _check_string(name: str, what: str, allow_empty: bool) -> Callable[[Any, bool], str]:
+    def check(value: Any, from_cli: bool) -> str:
+        if isinstance(value, str) and (allow_empty or value.strip()):
+            return value.strip()
+        raise _InvalidValueError(f"{name} must be {what}, got {value!r}")
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[Any, bool], Any]] = {
+    "source": _check_source,
+    "interval": _check_interval,
+    "threshold": _check_threshold,
+    "data_dir": _check_string("data_dir", "a folder path ('' for the default data folder)", allow_empty=True),
+    "station_name": _check_string("station_name", "a non-empty name", allow_empty=False),
+    "model": _check_string("model", "a model bundle folder ('' for the bundled model)", allow_empty=True),
+}
+assert set(_CHECKS) == {f.name for f in fields(Settings)}
+
+
+def _display(path: Path) -> str:
+    """The path as the operator would type it: ~/.config/... rather than /home/name/.config/..."""
+    try:
+        return "~/" + path.relative_to(Path.home()).as_posix()
+    except (ValueError, RuntimeError):
+        return str(path)
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:  # its message carries "(at line N, column M)"
+        problems.append(f"{_display(path)}: invalid TOML: {exc}")
+    except UnicodeDecodeError:
+        problems.append(f"{_display(path)}: not UTF-8 text")
+    except OSError as exc:
+        problems.append(f"{_display(path)}: cannot read: {exc.strerror or exc}")
+    return {}
+
+
+def _data_dir(value: str, base: Path) -> Path:
+    if not value:
+        return default_data_dir()
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path  # relative to the file that says it (CLI: the cwd)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    user_file: Path | None = None,
+    defaults_file: Path | None = None,
+) -> Settings:
+    """Merge defaults file < user file (if it exists) < overrides (None values ignored) into ``Settings``.
+
+    ``user_file=None`` means the per-user config location (``user_config_file()``); a missing user file is fine.
+    Raises ``SettingsError`` listing every problem.
+    """
+    problems: list[str] = []
+    defaults_file = Path(defaults_file) if defaults_file is not None else DEFAULTS_FILE
+    user_file = Path(user_file) if user_file is not None else user_config_file()
+
+    # (origin shown in messages, raw values, base folder for relative paths, values may be strings)
+    layers: list[tuple[str, Mapping[str, Any], Path, bool]] = []
+    if defaults_file.is_file():
+        layers.append((_display(defaults_file), _read_toml(defaults_file, problems), defaults_file.parent, False))
+    else:
+        problems.append(f"{_display(defaults_file)}: default settings file is missing (reinstall the station)")
+    if user_file.is_file():
+        layers.append((_display(user_file), _read_toml(user_file, problems), user_file.parent, False))
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    layers.append((CLI_ORIGIN, cli, Path.cwd(), True))
+
+    values: dict[str, Any] = {}
+    bad_keys: set[str] = set()
+    for origin, raw, base, from_cli in layers:
+        for key, value in raw.items():
+            check = _CHECKS.get(key)
+            if check is None:
+                close = difflib.get_close_matches(key, _CHECKS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{origin}: unknown key {key!r}{hint}")
+                continue
+            try:
+                checked = check(value, from_cli)
+            except _InvalidValueError as exc:
+                problems.append(f"{origin}: {exc}")
+                bad_keys.add(key)
+                continue
+            values[key] = _data_dir(checked, base) if key == "data_dir" else checked
+
+    missing = [k for k in _CHECKS if k not in values and k not in bad_keys]
+    problems += [f"{_display(defaults_file)}: missing key {k!r}" for k in missing]
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)

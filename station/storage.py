@@ -1,0 +1,580 @@
+"""Operator decisions in SQLite, image files next to it. No Qt.
+
+A data folder holds ``station.db`` and ``images/``. Each decision is one row plus one PNG of the exact frame the
+operator saw. The file is written first (atomically) and the row committed second, so a crash in between leaves at
+most an orphan file, never a row pointing at a missing image.
+
+Threading: the caller owns the sessions. A ``Storage`` opens short transactions per call and returns plain frozen
+dataclasses, never ORM objects, so records can be sent across threads. One ``Storage`` per thread is fine; several
+processes may share a data folder (WAL + busy_timeout).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from hashlib import sha256 as _sha256
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    LargeBinary,
+    String,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DB_NAME = "station.db"
+IMAGES_DIR = "images"
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+CONFIRMED = "confirmed"
+CORRECTED = "corrected"
+IMPORTED = "imported"
+KINDS = (CONFIRMED, CORRECTED, IMPORTED)
+
+# Embeddings are stored as raw little-endian float32 so the bytes mean the same thing on every machine.
+_EMBEDDING_DTYPE = np.dtype("<f4")
+
+
+class StorageError(Exception):
+    """A storage problem worth showing to the operator (the message says what and where)."""
+
+
+# --------------------------------------------------------------------------------------------------- ORM models
+
+
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC (SQLite has no time zones), hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(String)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    # AUTOINCREMENT: ids are never reused after undo/delete, so a stale id held by the UI can't hit a newer row.
+    __table_args__ = (
+        CheckConstraint(f"kind IN {KINDS!r}", name="ck_decisions_kind"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_path: Mapped[str] = mapped_column(String)  # relative to the data folder, posix separators
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    predicted_label: Mapped[str | None] = mapped_column(String)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    operator_label: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str | None] = mapped_column(String)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
+    station: Mapped[str] = mapped_column(String)
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --------------------------------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: numpy arrays don't compare to a single bool
+class NewDecision:
+    """What the UI hands to ``Storage.save``; ``kind`` is derived when None, ``station`` defaults to the Storage's."""
+
+    image: NDArray[np.uint8]  # RGB, HxWx3: the exact frame the operator judged
+    predicted_label: str | None
+    confidence: float | None
+    probabilities: dict[str, float]
+    operator_label: str
+    model_version: str | None = None
+    embedding: NDArray[np.float32] | None = None
+    station: str | None = None
+    kind: str | None = None
+    created_at: datetime | None = None  # None = now; naive = station local time (imports keep their own time)
+
+
+@dataclass(frozen=True, eq=False)
+class DecisionRecord:
+    """A stored decision as plain values, safe to pass between threads."""
+
+    id: int
+    image_path: str  # relative to the data folder (see Storage.image_file)
+    sha256: str
+    predicted_label: str | None
+    confidence: float | None
+    probabilities: dict[str, float]
+    operator_label: str
+    kind: str
+    model_version: str | None
+    embedding: NDArray[np.float32] | None
+    created_at: datetime  # aware, UTC
+    station: str
+    holdout: bool
+
+    def absolute_path(self, data_dir: Path) -> Path:
+        return Path(data_dir) / self.image_path
+
+
+def _record(row: Decision) -> DecisionRecord:
+    emb = None if row.embedding is None else np.frombuffer(row.embedding, dtype=_EMBEDDING_DTYPE).astype(np.float32)
+    return DecisionRecord(
+        id=row.id,
+        image_path=row.image_path,
+        sha256=row.sha256,
+        predicted_label=row.predicted_label,
+        confidence=row.confidence,
+        probabilities=dict(row.probabilities or {}),
+        operator_label=row.operator_label,
+        kind=row.kind,
+        model_version=row.model_version,
+        embedding=emb,
+        created_at=row.created_at,
+        station=row.station,
+        holdout=bool(row.holdout),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def is_holdout(sha256: str) -> bool:
+    """A fixed ~20% of images are kept out of retraining to evaluate candidates; derived from content, never changed."""
+    return int(sha256[:8], 16) % 5 == 0
+
+
+def derive_kind(predicted_label: str | None, operator_label: str) -> str:
+    return CONFIRMED if operator_label == predicted_label else CORRECTED
+
+
+def _check_label(operator_label: str) -> str:
+    if not isinstance(operator_label, str) or not operator_label.strip():
+        raise ValueError("operator_label must be a non-empty string")
+    return operator_label
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """exc, its causes/contexts and SQLAlchemy's wrapped DBAPI error (``.orig``), each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        orig = getattr(e, "orig", None)
+        todo += [e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None]
+
+
+_SQLITE_TRANSIENT_CODES = {5, 6, 13}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL (primary codes)
+_TRANSIENT_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_TRANSIENT_WINERRORS = {32, 33}  # file in use (e.g. an antivirus scanning the fresh image)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying later may succeed: database locked/busy, disk or quota full, file briefly in use."""
+    for e in _exception_chain(exc):
+        if isinstance(e, sqlite3.OperationalError):
+            code = getattr(e, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _SQLITE_TRANSIENT_CODES:
+                return True
+            msg = str(e).lower()
+            if "locked" in msg or "busy" in msg or "disk is full" in msg:
+                return True
+        elif isinstance(e, OSError) and (
+            e.errno in _TRANSIENT_ERRNOS or getattr(e, "winerror", None) in _TRANSIENT_WINERRORS
+        ):
+            return True
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's message ("database is locked") rather than SQLAlchemy's SQL dump."""
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc)
+
+
+def encode_png(image: NDArray[np.uint8]) -> bytes:
+    """Lossless PNG of an RGB uint8 HxWx3 frame (no BGR swap here: frames are RGB since capture)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"image must be an RGB uint8 array of shape HxWx3, got {dtype} {shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename/creation inside ``folder`` durable before the row that points at it is committed (POSIX)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: readers see the whole file or nothing."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+# --------------------------------------------------------------------------------------------------- engine
+
+
+def open_engine(db_path: Path | str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
+    """Engine whose every connection uses WAL, waits ``busy_timeout_ms`` on locks and enforces foreign keys.
+
+    We take over BEGIN from the sqlite3 driver (its legacy mode runs SELECTs outside the transaction). Connections
+    carrying the execution option ``sqlite_begin="IMMEDIATE"`` take the write lock at BEGIN, where busy_timeout
+    applies; a deferred transaction that reads and then writes can fail with "locked" at once instead of waiting.
+    """
+    engine = create_engine(f"sqlite:///{Path(db_path)}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            # busy_timeout first, so switching to WAL waits for other connections instead of failing.
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+# --------------------------------------------------------------------------------------------------- schema
+
+
+def _read_version(conn: Connection) -> int | None:
+    """None for an empty database; 0 for a pre-versioning layout (decisions without a usable meta row)."""
+    tables = set(inspect(conn).get_table_names())
+    if "meta" in tables:
+        value = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar_one_or_none()
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                raise StorageError(f"unreadable schema_version {value!r}") from None
+    return 0 if tables & {"meta", "decisions"} else None
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    conn.execute(text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
+
+
+def _upgrade_0_to_1(conn: Connection) -> None:
+    """Bootstrap from the unversioned prototype: no meta table, decisions without embedding/holdout."""
+    insp = inspect(conn)
+    if insp.has_table("decisions"):
+        cols = {c["name"] for c in insp.get_columns("decisions")}
+        if "embedding" not in cols:
+            conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN embedding BLOB")
+        if "holdout" not in cols:
+            conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN holdout BOOLEAN NOT NULL DEFAULT 0")
+            rows = conn.execute(text("SELECT id, sha256 FROM decisions")).all()
+            held = [{"id": i} for i, sha in rows if sha and is_holdout(sha)]
+            if held:
+                conn.execute(text("UPDATE decisions SET holdout = 1 WHERE id = :id"), held)
+    Base.metadata.create_all(conn)  # missing tables (meta, or decisions itself)
+    for index in Decision.__table__.indexes:  # create_all only adds indexes along with a new table
+        index.create(conn, checkfirst=True)
+
+
+# Key = the version a step upgrades FROM. Each step runs inside the same transaction as the version bump.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1}
+
+
+def _prepare_schema(conn: Connection, db_path: Path) -> None:
+    version = _read_version(conn)
+    if version is None:
+        Base.metadata.create_all(conn)
+        _set_version(conn, SCHEMA_VERSION)
+        return
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"database {db_path} has schema version {version}, this station knows up to {SCHEMA_VERSION}; "
+            "update the station"
+        )
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise StorageError(f"database {db_path} has schema version {version}, which this station cannot upgrade")
+        log.info("upgrading %s from schema version %d to %d", db_path, version, version + 1)
+        step(conn)
+        version += 1
+        _set_version(conn, version)
+
+
+# --------------------------------------------------------------------------------------------------- Storage
+
+
+class Storage:
+    """Decisions of one data folder. Every method is one short transaction; results are plain ``DecisionRecord``s."""
+
+    def __init__(
+        self, data_dir: Path | str, station: str = "station", busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    ) -> None:
+        self.data_dir = Path(data_dir).expanduser()
+        self.images_dir = self.data_dir / IMAGES_DIR
+        self.db_path = self.data_dir / DB_NAME
+        self.station = station
+        self._check_folder()
+
+        self._engine = open_engine(self.db_path, busy_timeout_ms)
+        write_engine = self._engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._reads = sessionmaker(self._engine, expire_on_commit=False)
+        self._sessions = sessionmaker(write_engine, expire_on_commit=False)
+        try:
+            with write_engine.begin() as conn:  # IMMEDIATE: two stations opening a new folder don't both create it
+                _prepare_schema(conn, self.db_path)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise StorageError(f"cannot open database {self.db_path}: {_reason(exc)}") from exc
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _check_folder(self) -> None:
+        # Fail at startup with the path in the message, not at the first decision with a bare errno.
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            for folder in (self.data_dir, self.images_dir):
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                    pass
+        except OSError as exc:
+            raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def image_file(self, record: DecisionRecord) -> Path:
+        return record.absolute_path(self.data_dir)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes
+
+    def save(self, decision: NewDecision) -> DecisionRecord:
+        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed."""
+        operator_label = _check_label(decision.operator_label)
+        kind = decision.kind or derive_kind(decision.predicted_label, operator_label)
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        png = encode_png(decision.image)
+        digest = _sha256(png).hexdigest()
+        created = (decision.created_at or datetime.now(timezone.utc)).astimezone()  # naive = local
+        embedding = None
+        if decision.embedding is not None:
+            embedding = np.asarray(decision.embedding, dtype=_EMBEDDING_DTYPE).ravel().tobytes()
+
+        day = self.images_dir / f"{created:%Y-%m-%d}"
+        file = day / f"{created:%H%M%S}-{uuid.uuid4().hex}.png"
+        try:
+            new_day = not day.exists()
+            day.mkdir(parents=True, exist_ok=True)
+            if new_day:
+                _fsync_dir(self.images_dir)
+            _write_atomically(file, png)
+        except OSError as exc:
+            raise StorageError(f"cannot write image {file}: {exc.strerror or exc}") from exc
+
+        row = Decision(
+            image_path=file.relative_to(self.data_dir).as_posix(),
+            sha256=digest,
+            predicted_label=decision.predicted_label,
+            confidence=None if decision.confidence is None else float(decision.confidence),  # np.float32 won't bind
+            probabilities={str(k): float(v) for k, v in decision.probabilities.items()},
+            operator_label=operator_label,
+            kind=kind,
+            model_version=decision.model_version,
+            embedding=embedding,
+            created_at=created.astimezone(timezone.utc),
+            station=decision.station or self.station,
+            holdout=is_holdout(digest),
+        )
+        try:
+            with self._sessions.begin() as s:
+                s.add(row)
+                s.flush()
+                record = _record(row)
+        except BaseException as exc:
+            _remove_file(file)
+            if isinstance(exc, SQLAlchemyError):
+                raise StorageError(f"cannot record the decision in {self.db_path}: {_reason(exc)}") from exc
+            raise
+        return record
+
+    def delete(self, decision_id: int) -> DecisionRecord | None:
+        """Delete the row (committed), then its image. None when there was no such decision."""
+        return self._delete(select(Decision).where(Decision.id == decision_id))
+
+    def undo_last(self, station: str | None = None) -> DecisionRecord | None:
+        """Delete the most recently saved decision (of ``station`` if given). "Last" is insertion order."""
+        query = select(Decision).order_by(Decision.id.desc()).limit(1)
+        if station is not None:
+            query = query.where(Decision.station == station)
+        return self._delete(query)
+
+    def _delete(self, query: Any) -> DecisionRecord | None:
+        try:
+            with self._sessions.begin() as s:  # find + delete in one write transaction: no race with another undo
+                row = s.scalars(query).first()
+                if row is None:
+                    return None
+                record = _record(row)
+                s.delete(row)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot delete the decision in {self.db_path}: {_reason(exc)}") from exc
+        _remove_file(self.image_file(record))
+        return record
+
+    def relabel(self, decision_id: int, operator_label: str) -> DecisionRecord:
+        """Change the operator's label; ``kind`` follows (imports stay ``imported``: they had no prediction)."""
+        _check_label(operator_label)
+        try:
+            with self._sessions.begin() as s:
+                row = s.get(Decision, decision_id)
+                if row is None:
+                    raise StorageError(f"decision {decision_id} no longer exists")
+                row.operator_label = operator_label
+                if row.kind != IMPORTED:
+                    row.kind = derive_kind(row.predicted_label, operator_label)
+                s.flush()
+                record = _record(row)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot relabel decision {decision_id} in {self.db_path}: {_reason(exc)}") from exc
+        return record
+
+    # ---- reads
+
+    def _read(self, fn: Callable[[Session], Any]) -> Any:
+        try:
+            with self._reads() as s:
+                return fn(s)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot read {self.db_path}: {_reason(exc)}") from exc
+
+    def _records(self, query: Any) -> list[DecisionRecord]:
+        return self._read(lambda s: [_record(r) for r in s.scalars(query)])
+
+    def get(self, decision_id: int) -> DecisionRecord | None:
+        found = self._records(select(Decision).where(Decision.id == decision_id))
+        return found[0] if found else None
+
+    def recent(self, limit: int = 20) -> list[DecisionRecord]:
+        """Newest first (insertion order)."""
+        return self._records(select(Decision).order_by(Decision.id.desc()).limit(max(0, limit)))
+
+    def all_decisions(self, holdout: bool | None = None) -> list[DecisionRecord]:
+        """Oldest first; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""
+        query = select(Decision).order_by(Decision.id)
+        if holdout is not None:
+            query = query.where(Decision.holdout == holdout)
+        return self._records(query)
+
+    def find_sha256(self, sha256: str) -> DecisionRecord | None:
+        found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))
+        return found[0] if found else None
+
+    def count(self, kind: str | None = None) -> int:
+        query = select(func.count()).select_from(Decision)
+        if kind is not None:
+            query = query.where(Decision.kind == kind)
+        return self._read(lambda s: s.scalar(query))
+
+    def count_today(self, now: datetime | None = None) -> int:
+        """Decisions made since local midnight (``now`` naive = local time; default: the clock)."""
+        local = (now or datetime.now()).astimezone()
+        # combine() + astimezone() asks the system zone for each midnight, so DST days have the right offset.
+        start = datetime.combine(local.date(), time.min).astimezone()
+        end = datetime.combine(local.date() + timedelta(days=1), time.min).astimezone()
+        in_day = (Decision.created_at >= start) & (Decision.created_at < end)
+        query = select(func.count()).select_from(Decision).where(in_day)
+        return self._read(lambda s: s.scalar(query))
+
+
+def _remove_file(path: Path) -> None:
+    # The row is already gone (or never existed): a file we can't remove is a harmless orphan, so log, don't raise.
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)

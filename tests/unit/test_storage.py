@@ -1,0 +1,469 @@
+from __future__ import annotations
+
+import errno
+import hashlib
+import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy.exc
+from PIL import Image
+from sqlalchemy import event
+
+from station import storage as storage_mod
+from station.storage import (
+    SCHEMA_VERSION,
+    NewDecision,
+    Storage,
+    StorageError,
+    is_holdout,
+    is_transient,
+    open_engine,
+)
+
+LABELS = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+
+
+def frame(seed: int = 0, h: int = 24, w: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def new(seed: int = 0, predicted: str | None = "glass", operator: str = "glass", **kw: object) -> NewDecision:
+    probs = {label: 1.0 / len(LABELS) for label in LABELS}
+    fields: dict[str, object] = {
+        "image": frame(seed),
+        "predicted_label": predicted,
+        "confidence": 0.9 if predicted else None,
+        "probabilities": probs,
+        "operator_label": operator,
+        "model_version": "v1",
+    }
+    fields.update(kw)
+    return NewDecision(**fields)  # type: ignore[arg-type]
+
+
+def pngs(root: Path) -> list[Path]:
+    return sorted((root / "images").rglob("*.png"))
+
+
+def leftovers(root: Path) -> list[Path]:
+    return [p for p in (root / "images").rglob("*") if p.is_file() and not p.name.endswith(".png")]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(data_dir: Path):
+    s = Storage(data_dir, station="st-test")
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+def test_pragmas_set_on_every_new_connection(data_dir: Path) -> None:
+    with Storage(data_dir, busy_timeout_ms=1234) as s, s.engine.connect() as c1, s.engine.connect() as c2:
+        for conn in (c1, c2):  # two live connections at once = two distinct DBAPI connections
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+
+
+def test_open_engine_default_busy_timeout(tmp_path: Path) -> None:
+    engine = open_engine(tmp_path / "x.db")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------- save
+
+
+def test_save_writes_exact_png_matching_row(store: Storage, data_dir: Path) -> None:
+    image = frame(7, h=31, w=17)  # odd sizes catch stride/transposition bugs
+    rec = store.save(new(image=image))
+
+    path = store.image_file(rec)
+    assert path == data_dir / rec.image_path
+    assert not Path(rec.image_path).is_absolute() and "\\" not in rec.image_path
+    assert rec.image_path.startswith("images/") and rec.image_path.endswith(".png")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == rec.sha256
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), image)
+    assert leftovers(data_dir) == []  # no temp files left behind
+
+    again = store.get(rec.id)
+    assert again is not None
+    assert (again.sha256, again.image_path, again.operator_label) == (rec.sha256, rec.image_path, "glass")
+    assert again.probabilities == pytest.approx({label: 1 / 6 for label in LABELS})
+    assert again.station == "st-test" and again.model_version == "v1" and again.confidence == pytest.approx(0.9)
+    assert again.created_at.tzinfo is not None and again.created_at.utcoffset() == timedelta(0)
+    assert abs(again.created_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert again.created_at == rec.created_at
+
+
+def test_save_accepts_numpy_scalars_and_station_override(store: Storage) -> None:
+    rec = store.save(
+        new(confidence=np.float32(0.75), probabilities={"glass": np.float32(0.75)}, station="other", seed=1)
+    )
+    got = store.get(rec.id)
+    assert got is not None and got.confidence == pytest.approx(0.75) and got.probabilities == {"glass": 0.75}
+    assert got.station == "other"
+
+
+def test_save_rejects_bad_input_without_writing(store: Storage, data_dir: Path) -> None:
+    with pytest.raises(ValueError, match="operator_label"):
+        store.save(new(operator=""))
+    with pytest.raises(ValueError, match="operator_label"):
+        store.save(new(operator="   "))
+    with pytest.raises(ValueError, match="HxWx3"):
+        store.save(new(image=np.zeros((8, 8), dtype=np.uint8)))
+    with pytest.raises(ValueError, match="HxWx3"):
+        store.save(new(image=np.zeros((8, 8, 3), dtype=np.float32)))
+    with pytest.raises(ValueError, match="kind"):
+        store.save(new(kind="guessed"))
+    assert store.count() == 0 and pngs(data_dir) == []
+
+
+def test_kind_confirmed_corrected_imported(store: Storage) -> None:
+    assert store.save(new(predicted="glass", operator="glass")).kind == "confirmed"
+    assert store.save(new(predicted="glass", operator="metal", seed=1)).kind == "corrected"
+    imported = store.save(new(predicted=None, operator="paper", kind="imported", seed=2))
+    assert imported.kind == "imported" and imported.predicted_label is None and imported.confidence is None
+    assert store.count() == 3
+    assert store.count(kind="corrected") == 1
+
+
+def test_embedding_round_trip(store: Storage) -> None:
+    emb = np.random.default_rng(3).standard_normal(1408).astype(np.float32)
+    rec = store.save(new(embedding=emb))
+    got = store.get(rec.id)
+    assert got is not None and got.embedding is not None
+    assert got.embedding.dtype == np.float32 and got.embedding.shape == (1408,)
+    np.testing.assert_array_equal(got.embedding, emb)
+    got.embedding[0] = 1.0  # decoded arrays are writable copies, not views on DB bytes
+
+    no_emb = store.save(new(seed=1))
+    assert no_emb.embedding is None and store.get(no_emb.id).embedding is None  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------------------------- delete / undo / relabel
+
+
+def test_undo_last_removes_newest_row_and_file(store: Storage, data_dir: Path) -> None:
+    first = store.save(new(seed=1))
+    second = store.save(new(seed=2))
+    undone = store.undo_last()
+    assert undone is not None and undone.id == second.id
+    assert store.get(second.id) is None and not store.image_file(second).exists()
+    assert store.image_file(first).exists() and store.count() == 1
+    assert store.undo_last().id == first.id  # type: ignore[union-attr]
+    assert store.undo_last() is None
+    assert pngs(data_dir) == []
+
+
+def test_undo_last_filters_by_station(store: Storage) -> None:
+    mine = store.save(new(seed=1))
+    store.save(new(seed=2, station="other"))
+    undone = store.undo_last(station="st-test")
+    assert undone is not None and undone.id == mine.id
+    assert [r.station for r in store.all_decisions()] == ["other"]
+    assert store.undo_last(station="st-test") is None
+
+
+def test_ids_are_not_reused_after_undo(store: Storage) -> None:
+    first = store.save(new(seed=1))
+    store.undo_last()
+    assert store.save(new(seed=2)).id > first.id  # a stale id in the UI can never hit a newer decision
+
+
+def test_delete(store: Storage) -> None:
+    keep = store.save(new(seed=1))
+    gone = store.save(new(seed=2))
+    deleted = store.delete(gone.id)
+    assert deleted is not None and deleted.id == gone.id
+    assert store.get(gone.id) is None and not store.image_file(gone).exists()
+    assert store.get(keep.id) is not None and store.image_file(keep).exists()
+    assert store.delete(gone.id) is None
+
+
+def test_relabel_recomputes_kind(store: Storage) -> None:
+    rec = store.save(new(predicted="glass", operator="glass"))
+    changed = store.relabel(rec.id, "plastic")
+    assert (changed.operator_label, changed.kind) == ("plastic", "corrected")
+    assert store.get(rec.id).kind == "corrected"  # type: ignore[union-attr]
+    back = store.relabel(rec.id, "glass")
+    assert (back.operator_label, back.kind) == ("glass", "confirmed")
+
+    imported = store.save(new(predicted=None, operator="paper", kind="imported", seed=1))
+    assert store.relabel(imported.id, "cardboard").kind == "imported"
+
+    with pytest.raises(ValueError):
+        store.relabel(rec.id, "")
+    with pytest.raises(StorageError, match="no longer exists"):
+        store.relabel(9999, "glass")
+
+
+# ---------------------------------------------------------------------------------------------- queries
+
+
+def test_recent_newest_first_with_limit(store: Storage) -> None:
+    ids = [store.save(new(seed=i)).id for i in range(5)]
+    assert [r.id for r in store.recent(limit=3)] == ids[::-1][:3]
+    assert [r.id for r in store.recent()] == ids[::-1]
+    assert store.recent(limit=0) == []
+    assert [r.id for r in store.all_decisions()] == ids
+
+
+def test_count_today_uses_local_day(store: Storage) -> None:
+    noon = datetime(2024, 6, 15, 12, 0)  # naive = station local time
+    for seed, when in enumerate(
+        [
+            datetime(2024, 6, 15, 0, 0, 1),
+            datetime(2024, 6, 15, 23, 59, 59),
+            datetime(2024, 6, 14, 23, 59, 59),  # yesterday
+            datetime(2024, 6, 16, 0, 0, 0),  # tomorrow
+        ]
+    ):
+        store.save(new(seed=seed, created_at=when))
+    assert store.count_today(now=noon) == 2
+    assert store.count_today(now=noon.astimezone(timezone.utc)) == 2  # aware input means the same instant
+    assert store.count_today() == 0
+    store.save(new(seed=9))
+    assert store.count_today() == 1
+    assert store.count() == 5
+
+
+def test_find_sha256(store: Storage) -> None:
+    rec = store.save(new(seed=4))
+    assert store.find_sha256(rec.sha256).id == rec.id  # type: ignore[union-attr]
+    assert store.find_sha256("0" * 64) is None
+
+
+def test_holdout_is_deterministic_and_about_a_fifth(store: Storage) -> None:
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(10_000)]
+    flags = [is_holdout(h) for h in hashes]
+    assert flags == [is_holdout(h) for h in hashes]
+    assert 0.18 < sum(flags) / len(flags) < 0.22
+    assert is_holdout("00000000" + "f" * 56) and not is_holdout("00000001" + "0" * 56)
+
+    recs = [store.save(new(seed=i)) for i in range(12)]
+    assert all(r.holdout == is_holdout(r.sha256) for r in recs)
+    same = store.save(new(seed=0))  # same pixels -> same bytes -> same sha -> same split
+    assert (same.sha256, same.holdout) == (recs[0].sha256, recs[0].holdout)
+    held = store.all_decisions(holdout=True)
+    pool = store.all_decisions(holdout=False)
+    assert len(held) + len(pool) == 13 and all(r.holdout for r in held) and not any(r.holdout for r in pool)
+    assert store.relabel(recs[0].id, "metal").holdout == recs[0].holdout  # never changed after insert
+
+
+# ---------------------------------------------------------------------------------------------- failures
+
+
+def test_locked_database_leaves_no_row_and_no_file(data_dir: Path) -> None:
+    store = Storage(data_dir, busy_timeout_ms=100)
+    other = sqlite3.connect(data_dir / "station.db", isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StorageError, match="database is locked") as err:
+            store.save(new())
+        assert str(data_dir / "station.db") in str(err.value)
+        assert is_transient(err.value)
+        other.execute("ROLLBACK")
+        assert store.count() == 0
+        assert pngs(data_dir) == [] and leftovers(data_dir) == []
+        assert store.save(new()).id  # works again once the lock is gone
+    finally:
+        other.close()
+        store.close()
+
+
+def test_failing_commit_removes_file(store: Storage, data_dir: Path) -> None:
+    def fail(session: object) -> None:
+        raise sqlalchemy.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    event.listen(store._sessions, "before_commit", fail)
+    with pytest.raises(StorageError, match="disk I/O error"):
+        store.save(new())
+    event.remove(store._sessions, "before_commit", fail)
+    assert store.count() == 0 and pngs(data_dir) == []
+
+
+def test_unexpected_error_during_insert_propagates_and_removes_file(
+    store: Storage, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(row: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(storage_mod, "_record", boom)
+    with pytest.raises(RuntimeError, match="bug"):
+        store.save(new())
+    monkeypatch.undo()
+    assert store.count() == 0 and pngs(data_dir) == []
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("x")
+    with pytest.raises(StorageError, match="data folder") as err:
+        Storage(not_a_dir)
+    assert str(not_a_dir) in str(err.value)
+    with pytest.raises(StorageError) as err2:
+        Storage(not_a_dir / "sub")
+    assert str(not_a_dir / "sub") in str(err2.value)
+
+
+def test_unwritable_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests run as root, which ignores chmod: simulate the write probe failing instead.
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(storage_mod.tempfile, "NamedTemporaryFile", denied)
+    with pytest.raises(StorageError, match="Permission denied") as err:
+        Storage(data_dir)
+    assert str(data_dir) in str(err.value)
+
+
+def test_corrupt_database_named(data_dir: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "station.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="cannot open database") as err:
+        Storage(data_dir)
+    assert str(data_dir / "station.db") in str(err.value)
+
+
+def test_is_transient() -> None:
+    assert is_transient(sqlite3.OperationalError("database is locked"))
+    assert is_transient(OSError(errno.ENOSPC, "No space left on device"))
+    wrapped = sqlalchemy.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database is busy"))
+    assert is_transient(wrapped)
+    try:
+        raise StorageError("cannot save") from wrapped
+    except StorageError as exc:
+        assert is_transient(exc)
+    assert not is_transient(sqlite3.OperationalError("no such table: decisions"))
+    assert not is_transient(OSError(errno.ENOENT, "No such file"))
+    assert not is_transient(ValueError("x"))
+    assert not is_transient(StorageError("schema too new"))
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+def _v0_database(path: Path, with_meta: bool) -> None:
+    """The unversioned prototype layout: no embedding/holdout columns, meta table optional."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY, image_path TEXT NOT NULL, sha256 VARCHAR(64) NOT NULL,
+            predicted_label TEXT, confidence FLOAT, probabilities JSON NOT NULL, operator_label TEXT NOT NULL,
+            kind VARCHAR(16) NOT NULL, model_version TEXT, created_at DATETIME NOT NULL, station TEXT NOT NULL);
+        INSERT INTO decisions VALUES (1, 'images/a.png', '00000000aaaa', 'glass', 0.8, '{"glass": 0.8}', 'glass',
+            'confirmed', 'v0', '2024-01-02 03:04:05.000000', 'old');
+        INSERT INTO decisions VALUES (2, 'images/b.png', '00000001bbbb', 'glass', 0.8, '{"glass": 0.8}', 'metal',
+            'corrected', 'v0', '2024-01-02 03:04:06.000000', 'old');
+        """
+    )
+    if with_meta:
+        con.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema_version', '0');"
+        )
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("with_meta", [True, False], ids=["meta-v0", "no-meta-table"])
+def test_upgrade_from_v0(data_dir: Path, with_meta: bool) -> None:
+    _v0_database(data_dir / "station.db", with_meta)
+    with Storage(data_dir) as store:
+        old = store.all_decisions()
+        assert [(r.id, r.kind, r.embedding, r.holdout) for r in old] == [
+            (1, "confirmed", None, True),
+            (2, "corrected", None, False),
+        ]
+        assert old[0].created_at == datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        rec = store.save(new(embedding=np.ones(4, dtype=np.float32)))
+        assert store.get(rec.id).embedding is not None  # type: ignore[union-attr]
+        with store.engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar()
+            indexes = {row[1] for row in conn.exec_driver_sql("PRAGMA index_list(decisions)")}
+        assert version == str(SCHEMA_VERSION)
+        assert "ix_decisions_sha256" in indexes
+
+
+def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _v0_database(data_dir / "station.db", with_meta=True)
+
+    def half_done(conn: object) -> None:
+        conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN embedding BLOB")  # type: ignore[attr-defined]
+        raise RuntimeError("step failed")
+
+    monkeypatch.setitem(storage_mod.MIGRATIONS, 0, half_done)
+    with pytest.raises(RuntimeError):
+        Storage(data_dir)
+    con = sqlite3.connect(data_dir / "station.db")
+    try:
+        assert con.execute("SELECT value FROM meta").fetchone() == ("0",)
+        assert "embedding" not in {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
+    finally:
+        con.close()
+
+
+def test_newer_schema_refused(data_dir: Path) -> None:
+    Storage(data_dir).close()
+    con = sqlite3.connect(data_dir / "station.db")
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StorageError) as err:
+        Storage(data_dir)
+    assert str(err.value) == (
+        f"database {data_dir / 'station.db'} has schema version 99, this station knows up to {SCHEMA_VERSION}; "
+        "update the station"
+    )
+
+
+def test_reopen_sees_earlier_decisions(data_dir: Path) -> None:
+    with Storage(data_dir) as first:
+        saved = [first.save(new(seed=i)) for i in range(3)]
+    with Storage(data_dir) as second:
+        assert [r.id for r in second.recent()] == [r.id for r in reversed(saved)]
+        assert all(second.image_file(r).exists() for r in second.all_decisions())
+        assert second.get(saved[0].id).sha256 == saved[0].sha256  # type: ignore[union-attr]
+
+
+def test_one_storage_per_thread_concurrent_saves(data_dir: Path) -> None:
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            with Storage(data_dir, station=f"t{offset}") as mine:
+                for i in range(10):
+                    mine.save(new(seed=offset * 100 + i))
+                    mine.recent(limit=3)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    Storage(data_dir).close()  # create the schema once, as the app does at startup
+    threads = [threading.Thread(target=work, args=(n,)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    with Storage(data_dir) as check:
+        assert check.count() == 20 and len(pngs(data_dir)) == 20

@@ -1,0 +1,130 @@
+"""The training CLI end to end on tiny real images: artifacts, evaluate, predict, errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import zipfile
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLASSES, MINI_DATASET, run_cli
+from training.train import TrainConfig, plan_phases
+
+BUNDLE_FILES = ["model.keras", "labels.json", "metrics.json", "history.csv", "curves.png",
+                "confusion.png", "report.txt", "split.json", "config.json"]
+
+
+def test_train_writes_a_complete_bundle(trained_run: tuple[Path, Path, str]) -> None:
+    data, run, out = trained_run
+    for name in BUNDLE_FILES:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert not list(run.parent.glob(".run.partial-*")), "the temporary run folder is removed"
+    assert json.loads((run / "labels.json").read_text()) == CLASSES
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == set(CLASSES)
+    assert set(metrics["per_class"]["trash"]) == {"precision", "recall", "f1", "support"}
+    assert len(metrics["confusion"]) == 6 and all(len(row) == 6 for row in metrics["confusion"])
+    assert metrics["image_size"] == 64 and metrics["weights"] == "none"
+    assert metrics["split_counts"] == {"train": 12, "val": 6, "test": 6}
+    assert sum(map(sum, metrics["confusion"])) == 6
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
+
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split) == ["test", "train", "val"]
+    assert all(sum(p.startswith(f"{c}/") for p in split["test"]) == 1 for c in CLASSES)
+    assert "metal/metal1.jpg" in split["train"] + split["val"] + split["test"]
+
+    config = json.loads((run / "config.json").read_text())
+    rerun = TrainConfig(**{f.name: config[f.name] for f in fields(TrainConfig)})
+    assert rerun.weights == "none" and rerun.image_size == 64 and rerun.seed == 42
+
+    with zipfile.ZipFile(run / "model.keras") as archive:
+        saved = json.loads(archive.read("config.json"))
+    assert not saved.get("compile_config"), "no optimizer or compile state in the bundle"
+    assert "class weights (balanced): cardboard 1.000" in out
+
+
+def test_bad_files_are_named_and_left_out(trained_run: tuple[Path, Path, str]) -> None:
+    _, run, out = trained_run
+    assert "left out 3 unusable file(s)" in out
+    for name in ["metal/truncated.jpg", "paper/empty.jpg", "glass/notes.txt"]:
+        assert name in out
+    split = json.loads((run / "split.json").read_text())
+    assert not {"metal/truncated.jpg", "paper/empty.jpg", "glass/notes.txt"} & set(sum(split.values(), []))
+
+
+def test_evaluate_reproduces_metrics_json(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    data, run, _ = trained_run
+    code, out, err = run_cli(["evaluate", str(run), str(data), "--out", str(tmp_path)])
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == json.loads((run / "metrics.json").read_text())
+    assert (tmp_path / "confusion.png").is_file() and (tmp_path / "report.txt").is_file()
+
+
+def test_evaluate_all_counts_every_usable_image(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    data, run, _ = trained_run
+    code, out, err = run_cli(["evaluate", str(run), str(data), "--split", "all", "--out", str(tmp_path)])
+    assert code == 0, err
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["split_counts"] == {"all": 24}
+    assert sum(map(sum, metrics["confusion"])) == 24
+
+
+def test_predict_prints_one_json_line_per_image(trained_run: tuple[Path, Path, str]) -> None:
+    data, run, _ = trained_run
+    images = [data / "glass" / "glass1.jpg", data / "trash" / "trash2.jpg"]
+    code, out, err = run_cli(["predict", str(run), *map(str, images)])
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert [line["path"] for line in lines] == [str(p) for p in images]
+    for line in lines:
+        assert line["label"] in CLASSES
+        assert set(line["probabilities"]) == set(CLASSES)
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert line["confidence"] == max(line["probabilities"].values())
+
+
+def test_predict_reports_an_unreadable_file_and_labels_the_rest(
+    trained_run: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data, run, _ = trained_run
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    code, out, _ = run_cli(["predict", str(run), str(broken), str(data / "glass" / "glass1.jpg")])
+    first, second = (json.loads(line) for line in out.strip().splitlines())
+    assert code == 1 and "cannot read image" in first["error"] and second["label"] in CLASSES
+
+
+def test_imagenet_offline_fails_with_one_clear_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    code, out, err = run_cli(["train", str(MINI_DATASET), "--out", str(tmp_path / "run"),
+                              "--image-size", "32", "--epochs", "1"])
+    assert code == 2
+    assert "--weights PATH" in err and "--weights none" in err
+    assert "Traceback" not in err + out
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
+    code, _, err = run_cli(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--weights", "none"])
+    assert code == 2 and "data folder not found" in err
+
+
+def test_progressive_resizing_plan_grows_to_the_target_size() -> None:
+    plan = plan_phases(TrainConfig("d", "o", weights="none", image_size=128, epochs=10, fine_tune_epochs=2, stages=4))
+    sizes = [p.image_size for p in plan]
+    assert sizes == sorted(sizes) and sizes[0] == 64 and sizes[-1] == 128
+    assert sum(p.epochs for p in plan) == 12
+    assert plan[-1].learning_rate < plan[0].learning_rate
+    transfer = plan_phases(TrainConfig("d", "o", weights="imagenet", epochs=3, fine_tune_epochs=2))
+    assert [(p.name, p.epochs) for p in transfer] == [("head", 3), ("fine-tune", 2)]
