@@ -15,7 +15,7 @@ os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="keras-home-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import pytest  # noqa: E402
+import pytest
 
 MINI_DATASET = Path(__file__).parent / "data" / "trashnet-mini"  # 4 TrashNet photos per class, downscaled
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]

@@ -103,7 +103,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from training.model import load_bundle
 
     bundle = load_bundle(args.bundle)
-    out = Path(args.out) if args.out else bundle.path / "evaluation" / f"{Path(args.data_dir).resolve().name}-{args.split}"
+    default_out = bundle.path / "evaluation" / f"{Path(args.data_dir).resolve().name}-{args.split}"
+    out = Path(args.out) if args.out else default_out
     metrics = evaluate_bundle(bundle, args.data_dir, args.split, out)
     print((out / "report.txt").read_text())
     print(f"wrote report.txt and confusion.png to {out}")

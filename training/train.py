@@ -22,9 +22,25 @@ import tensorflow as tf
 from numpy.typing import NDArray
 
 from training.augment import augmenter, mixup
-from training.data import SPLITS, FolderDataset, class_weights, load_arrays, save_split, scan_dataset, stratified_split
+from training.data import (
+    SPLITS,
+    FolderDataset,
+    class_weights,
+    load_arrays,
+    save_split,
+    scan_dataset,
+    stratified_split,
+)
 from training.evaluate import evaluate_bundle, plot_curves
-from training.model import build_model, export_model, load_bundle, replace_folder, save_bundle_files, unfreeze_top, write_json
+from training.model import (
+    build_model,
+    export_model,
+    load_bundle,
+    replace_folder,
+    save_bundle_files,
+    unfreeze_top,
+    write_json,
+)
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -109,8 +125,13 @@ def train(config: TrainConfig, progress: Progress | None = None) -> dict[str, An
     dataset = scan_dataset(config.data_dir)
     report_dataset(dataset)
     split = stratified_split(
-        dataset, config.seed,
-        {"train": 1 - config.val_fraction - config.test_fraction, "val": config.val_fraction, "test": config.test_fraction},
+        dataset,
+        config.seed,
+        {
+            "train": 1 - config.val_fraction - config.test_fraction,
+            "val": config.val_fraction,
+            "test": config.test_fraction,
+        },
     )
     print("split: " + ", ".join(f"{name} {len(split[name])}" for name in SPLITS))
     y_train = dataset.labels_of(split["train"])

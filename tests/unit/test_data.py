@@ -53,7 +53,7 @@ def test_empty_class_folder_and_missing_folder_are_errors(tmp_path: Path) -> Non
     root = tmp_path / "data"
     shutil.copytree(MINI_DATASET, root, ignore=shutil.ignore_patterns("LICENSE"))
     (root / "wood").mkdir()
-    with pytest.raises(TrainingError, match="no usable images.*wood"):
+    with pytest.raises(TrainingError, match=r"no usable images.*wood"):
         scan_dataset(root)
     with pytest.raises(TrainingError, match="not found"):
         scan_dataset(tmp_path / "nowhere")

@@ -18,7 +18,7 @@ BUNDLE_FILES = ["model.keras", "labels.json", "metrics.json", "history.csv", "cu
 
 
 def test_train_writes_a_complete_bundle(trained_run: tuple[Path, Path, str]) -> None:
-    data, run, out = trained_run
+    _, run, out = trained_run
     for name in BUNDLE_FILES:
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     assert not list(run.parent.glob(".run.partial-*")), "the temporary run folder is removed"
@@ -54,7 +54,8 @@ def test_bad_files_are_named_and_left_out(trained_run: tuple[Path, Path, str]) -
     for name in ["metal/truncated.jpg", "paper/empty.jpg", "glass/notes.txt"]:
         assert name in out
     split = json.loads((run / "split.json").read_text())
-    assert not {"metal/truncated.jpg", "paper/empty.jpg", "glass/notes.txt"} & set(sum(split.values(), []))
+    used = {path for paths in split.values() for path in paths}
+    assert not {"metal/truncated.jpg", "paper/empty.jpg", "glass/notes.txt"} & used
 
 
 def test_evaluate_reproduces_metrics_json(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
