@@ -33,23 +33,19 @@ from numpy.typing import NDArray  # noqa: E402
 
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot  # noqa: E402
 from station.inference import Classifier  # noqa: E402
+from station.settings import MODELS_DIR, SettingsError, bundled_model_dir  # noqa: E402
 from training.errors import TrainingError  # noqa: E402
 
-MODELS_DIR = ROOT / "resources" / "models"
 GOAL_RATIO = 1.2
 
 
 def default_bundle() -> Path:
-    """The single bundle under resources/models/; SystemExit(1) with a message otherwise."""
-    candidates = sorted(p.parent for p in MODELS_DIR.glob("*/model.keras")) if MODELS_DIR.is_dir() else []
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        print(f"no bundled model: no sub-folder of {MODELS_DIR} has a model.keras; pass --bundle PATH", file=sys.stderr)
-    else:
-        names = ", ".join(p.name for p in candidates)
-        print(f"several bundles under {MODELS_DIR} ({names}); pass --bundle PATH", file=sys.stderr)
-    raise SystemExit(1)
+    """The bundled model; SystemExit(1) with the reason when there is not exactly one."""
+    try:
+        return bundled_model_dir()
+    except SettingsError as exc:
+        print(f"{exc}; pass --bundle PATH", file=sys.stderr)
+        raise SystemExit(1) from exc
 
 
 def synthetic_frames(width: int, height: int, count: int = 8) -> list[NDArray[np.uint8]]:

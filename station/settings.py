@@ -23,6 +23,8 @@ except ModuleNotFoundError:  # Python 3.10
 APP_NAME = "sorting-station"
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 DEFAULTS_FILE = RESOURCES_DIR / "station.toml"
+MODELS_DIR = RESOURCES_DIR / "models"
+DEMO_DIR = RESOURCES_DIR / "demo"
 CLI_ORIGIN = "command line"
 
 
@@ -46,6 +48,17 @@ class Settings:
     data_dir: Path  # absolute, ~ expanded
     station_name: str
     model: str  # model bundle folder; "" = the bundled default (resolved by the app)
+
+
+def bundled_model_dir() -> Path:
+    """The model bundle shipped under ``resources/models/``: the one sub-folder with a ``model.keras``."""
+    candidates = sorted(p.parent for p in MODELS_DIR.glob("*/model.keras"))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise SettingsError([f"no bundled model: no sub-folder of {MODELS_DIR} has a model.keras; set 'model'"])
+    names = ", ".join(p.name for p in candidates)
+    raise SettingsError([f"several bundles under {MODELS_DIR} ({names}); set 'model' to the one to use"])
 
 
 def user_config_file() -> Path:

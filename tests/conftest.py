@@ -19,6 +19,8 @@ import pytest
 
 MINI_DATASET = Path(__file__).parent / "data" / "trashnet-mini"  # 4 TrashNet photos per class, downscaled
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
+TINY_LABELS = ["a", "b", "c"]
+TINY_SIZE = 32
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
@@ -59,3 +61,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, s
     ])
     assert code == 0, err
     return data, run, out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real EfficientNetV2B2 bundle (random weights, 32 px, 3 classes): a few seconds to build, once."""
+    from training.model import build_model, save_bundle_files
+
+    folder = tmp_path_factory.mktemp("bundles") / "tiny-v1"
+    model = build_model(len(TINY_LABELS), None, TINY_SIZE, freeze_backbone=False)
+    save_bundle_files(model, TINY_LABELS, folder)
+    return folder

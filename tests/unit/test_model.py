@@ -53,13 +53,9 @@ def test_exported_model_computes_the_same_outputs() -> None:
     assert exported.input_shape == (None, 32, 32, 3)
 
 
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("bundle") / "tiny"
-    from training.model import save_bundle_files
-
-    save_bundle_files(build_model(3, None, 32, freeze_backbone=False), ["a", "b", "c"], folder)
-    return folder
+@pytest.fixture
+def bundle_dir(tiny_bundle_path: Path) -> Path:
+    return tiny_bundle_path
 
 
 def broken_copy(bundle_dir: Path, tmp_path: Path) -> Path:

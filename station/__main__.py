@@ -1,0 +1,5 @@
+import sys
+
+from station.app import main
+
+sys.exit(main())

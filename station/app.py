@@ -1,0 +1,137 @@
+"""``station``: start the sorting station (``python -m station``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from station.camera import CameraError, FolderSource, FrameSource, LatestFrameSlot, open_source
+from station.settings import DEMO_DIR, Settings, SettingsError, bundled_model_dir, load_settings
+
+if TYPE_CHECKING:  # Qt and TensorFlow load only once the arguments are known to be good
+    from station.inference import Classifier
+    from station.ui.main_window import MainWindow
+
+log = logging.getLogger("station")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="station",
+        description="Sorting station: live classification, keyboard confirm/correct, decisions in SQLite.",
+        epilog="Settings come from resources/station.toml, then your station.toml, then these options.",
+    )
+    parser.add_argument("--source", help="camera index (0), video file, stream URL or a folder of images")
+    parser.add_argument("--interval", type=float,
+                        help="folder source: seconds per image; 0 = next image only after a decision")
+    parser.add_argument("--threshold", type=float, help="confidence below which a prediction is 'uncertain'")
+    parser.add_argument("--data-dir", dest="data_dir", help="folder for station.db and images/")
+    parser.add_argument("--station-name", dest="station_name", help="name stored with each decision")
+    parser.add_argument("--model", help="model bundle folder (default: the bundled model)")
+    return parser
+
+
+def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | None]:
+    """The configured source, or the demo images when it cannot be opened at start.
+
+    Returns a factory (the capture loop reopens sources after a loss) and the demo reason.
+    """
+    try:
+        probe = open_source(settings.source, settings.interval)
+        probe.open()
+        probe.close()
+    except CameraError as exc:
+        reason = f"{exc}. Showing the demo images in {DEMO_DIR}."
+        log.warning("source %s unavailable, using the demo feed: %s", settings.source, exc)
+        interval = settings.interval or 2.0
+        return (lambda: FolderSource(DEMO_DIR, interval)), reason
+    return (lambda: open_source(settings.source, settings.interval)), None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Sorting station")
+
+    def fail(title: str, message: str) -> int:
+        log.error("%s: %s", title, message)
+        QMessageBox.critical(None, title, message)
+        return 1
+
+    try:
+        settings = load_settings(overrides)
+        model_dir = Path(settings.model) if settings.model else bundled_model_dir()
+    except SettingsError as exc:
+        return fail("Settings problem", str(exc))
+
+    window = build_window(settings, model_dir, fail)
+    if window is None:
+        return 1
+    window.show()
+    code = app.exec()
+    return code
+
+
+def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str], int]) -> MainWindow | None:
+    """Load the model, check the data folder, start the workers and return the window (None on failure)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from station.inference import Classifier
+    from station.storage import Storage, StorageError
+    from training.errors import TrainingError
+
+    try:
+        classifier = Classifier.load(model_dir)
+    except TrainingError as exc:
+        fail("Model problem", f"The model at {model_dir} cannot be used:\n{exc}")
+        return None
+
+    while True:  # open once here so schema problems and an unwritable folder are reported before the window
+        try:
+            Storage(settings.data_dir, settings.station_name).close()
+            break
+        except StorageError as exc:
+            answer = QMessageBox.critical(
+                None, "Data folder problem", f"{exc}\n\nFix the folder (or pass --data-dir) and retry.",
+                QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Retry:
+                log.error("data folder unusable: %s", exc)
+                return None
+
+    factory, demo_reason = choose_source(settings)
+    window = assemble_window(settings, classifier, factory, demo_reason)
+    start_workers(window)
+    log.info("station %s: model %s, source %s, data in %s", settings.station_name, model_dir,
+             "demo" if demo_reason else settings.source, settings.data_dir)
+    return window
+
+
+def assemble_window(
+    settings: Settings, classifier: Classifier, factory: Callable[[], FrameSource], demo_reason: str | None
+) -> MainWindow:
+    """Workers, decision desk and window, wired but not started."""
+    from station.decisions import DecisionDesk
+    from station.ui.main_window import MainWindow
+    from station.workers import CaptureWorker, InferenceWorker, StorageWorker
+
+    slot = LatestFrameSlot()
+    capture = CaptureWorker(factory, slot)
+    inference = InferenceWorker(classifier, slot)
+    storage = StorageWorker(settings.data_dir, settings.station_name)
+    desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
+    return MainWindow(desk, capture, inference, storage, demo_reason)
+
+
+def start_workers(window: MainWindow) -> None:
+    for worker in (window.storage, window.inference, window.capture):
+        worker.start()

@@ -1,0 +1,1 @@
+"""Widgets of the station window. Everything here runs on the GUI thread."""

@@ -1,0 +1,256 @@
+"""The station window: wiring between workers, the decision desk and the widgets."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QCloseEvent, QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+
+from station.camera import LIVE, LOST, Frame
+from station.decisions import DecisionDesk, DecisionRefusedError
+from station.inference import Prediction
+from station.storage import DecisionRecord
+from station.ui.class_buttons import ClassButtons
+from station.ui.colors import class_color
+from station.ui.history_panel import HistoryPanel
+from station.ui.images import to_qimage
+from station.ui.video_view import Overlay, VideoView
+from station.workers import CaptureWorker, HistoryEntry, InferenceWorker, StorageWorker
+
+OK_GREEN = QColor("#27ae60")
+HINT_GREY = QColor("#555555")
+WARN_ORANGE = QColor("#e67e22")
+DEMO_YELLOW = QColor("#f1c40f")
+
+KEYS_HELP = "Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo · F freeze · Ctrl+Q quit"
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        desk: DecisionDesk,
+        capture: CaptureWorker,
+        inference: InferenceWorker,
+        storage: StorageWorker,
+        demo_reason: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.desk = desk
+        self.capture = capture
+        self.inference = inference
+        self.storage = storage
+        self.demo_reason = demo_reason
+        self.frozen = False
+        self.camera_state = ("opening", "")
+        self.decisions_today = 0
+        self.last_latency_ms = 0.0
+        self.colors = [class_color(name, i) for i, name in enumerate(desk.labels)]
+        self.setWindowTitle("Sorting station")
+        self.resize(1280, 800)
+
+        self.video = VideoView()
+        self.buttons = ClassButtons(desk.labels)
+        self.history = HistoryPanel(desk.labels)
+        self.history.setFixedWidth(330)
+        keys = QLabel(KEYS_HELP.format(n=len(desk.labels)))
+        keys.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        keys.setStyleSheet("color: #555; font-size: 13px;")
+
+        left = QVBoxLayout()
+        left.addWidget(self.video, 1)
+        left.addWidget(self.buttons)
+        left.addWidget(keys)
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.addLayout(left, 1)
+        row.addWidget(self.history)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+        self._bind_keys()
+        self._connect()
+        self._update_banner()
+
+    # ---- construction
+
+    def _build_status_bar(self) -> None:
+        self.status_labels: dict[str, QLabel] = {}
+        for name in ("camera", "capture", "inference", "dropped", "model", "today"):
+            label = QLabel()
+            label.setContentsMargins(8, 0, 8, 0)
+            self.statusBar().addPermanentWidget(label)
+            self.status_labels[name] = label
+        self.status_timer = QTimer(self, interval=500, timeout=self._refresh_status)
+        self.status_timer.start()
+        self._refresh_status()
+
+    def _bind_keys(self) -> None:
+        def bind(sequence: QKeySequence | str, slot: object) -> None:
+            shortcut = QShortcut(QKeySequence(sequence), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+            shortcut.activated.connect(slot)
+
+        for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            bind(QKeySequence(key), self.confirm)
+        for index in range(min(len(self.desk.labels), 9)):
+            bind(str(index + 1), lambda i=index: self.choose(i))
+        bind(QKeySequence(Qt.Key.Key_Backspace), self.undo)
+        bind(QKeySequence.StandardKey.Undo, self.undo)
+        bind("F", self.toggle_freeze)
+        bind(QKeySequence("Ctrl+Q"), self.close)
+
+    def _connect(self) -> None:
+        self.capture.frame_captured.connect(self._on_frame_captured)
+        self.capture.camera_state_changed.connect(self._on_camera_state_changed)
+        self.inference.prediction_ready.connect(self._on_prediction_ready)
+        self.storage.decision_saved.connect(self._on_decision_saved)
+        self.storage.decision_removed.connect(self._on_decision_removed)
+        self.storage.decision_relabelled.connect(self._on_decision_relabelled)
+        self.storage.history_changed.connect(self._on_history_changed)
+        self.storage.storage_retrying.connect(self._on_storage_retrying)
+        self.storage.storage_recovered.connect(lambda: self.video.set_notice(None))
+        self.storage.storage_failed.connect(self._on_storage_failed)
+        for worker in (self.capture, self.inference, self.storage):
+            worker.errored.connect(self._on_worker_errored)
+        self.buttons.label_chosen.connect(self.choose)
+        self.history.relabel_requested.connect(self.storage.relabel)
+        self.history.delete_requested.connect(self.storage.delete)
+
+    # ---- operator actions
+
+    def confirm(self) -> None:
+        self._decide(None)
+
+    def choose(self, index: int) -> None:
+        self._decide(index)
+
+    def _decide(self, index: int | None) -> None:
+        try:
+            decision = self.desk.decide(index)
+        except DecisionRefusedError as hint:
+            self.video.flash(str(hint), HINT_GREY)
+            return
+        self.storage.save(decision)
+        self.capture.advance()  # folder with interval 0: the next image only after a decision
+        self.video.flash(f"Saving {decision.operator_label}…", HINT_GREY, 3000)
+
+    def undo(self) -> None:
+        self.storage.undo_last()
+
+    def toggle_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.video.set_frozen(self.frozen)
+        if not self.frozen:
+            self.video.set_overlay(self._overlay(self.desk.shown))
+        elif self.desk.shown is not None:  # hold the very frame the prediction was made from
+            self.video.set_image(to_qimage(self.desk.shown.frame.image))
+
+    # ---- worker events
+
+    def _on_frame_captured(self, frame: Frame) -> None:
+        if not self.frozen:
+            self.video.set_image(to_qimage(frame.image))
+
+    def _on_prediction_ready(self, prediction: Prediction) -> None:
+        self.last_latency_ms = prediction.latency_ms
+        if self.frozen:
+            return
+        self.desk.show(prediction)
+        self.video.set_overlay(self._overlay(prediction))
+        self.buttons.mark_predicted(prediction.best_index)
+
+    def _overlay(self, prediction: Prediction | None) -> Overlay | None:
+        if prediction is None:
+            return None
+        index = {name: i for i, name in enumerate(prediction.labels)}
+        return Overlay(
+            label=prediction.label,
+            confidence=prediction.confidence,
+            color=self.colors[prediction.best_index],
+            top=[(name, p, self.colors[index[name]]) for name, p in prediction.top(3)],
+            uncertain=self.desk.is_uncertain(prediction),
+            latency_ms=prediction.latency_ms,
+        )
+
+    def _on_camera_state_changed(self, state: str, detail: str) -> None:
+        self.camera_state = (state, detail)
+        self._update_banner()
+        self._refresh_status()
+
+    def _update_banner(self) -> None:
+        state, detail = self.camera_state
+        if state == LOST:
+            self.video.set_banner(f"Camera lost: {detail} — reconnecting…")
+        elif self.demo_reason:
+            self.video.set_banner(f"DEMO FEED — {self.demo_reason}", DEMO_YELLOW)
+        else:
+            self.video.set_banner(None)
+
+    def _on_decision_saved(self, record: DecisionRecord) -> None:
+        verb = "Confirmed" if record.kind == "confirmed" else "Corrected to"
+        self.video.flash(f"✔ {verb} {record.operator_label}  (#{record.id})", OK_GREEN)
+        self.video.set_notice(None)
+
+    def _on_decision_removed(self, record: DecisionRecord) -> None:
+        self.desk.undone()
+        self.video.flash(f"Removed #{record.id} ({record.operator_label})", WARN_ORANGE)
+
+    def _on_decision_relabelled(self, record: DecisionRecord) -> None:
+        self.video.flash(f"#{record.id} relabelled as {record.operator_label}", OK_GREEN)
+
+    def _on_history_changed(self, entries: list[HistoryEntry], today: int) -> None:
+        self.history.show_entries(entries)
+        self.decisions_today = today
+        self._refresh_status()
+
+    def _on_storage_retrying(self, message: str) -> None:
+        self.video.set_notice(f"Not saved yet: {message}")
+
+    def _on_storage_failed(self, message: str) -> None:
+        self.video.flash(message, WARN_ORANGE, 4000)
+
+    def _on_worker_errored(self, message: str) -> None:
+        self.video.set_notice(f"Error: {message}")
+        self.statusBar().showMessage(message)
+
+    # ---- status
+
+    def _refresh_status(self) -> None:
+        state, detail = self.camera_state
+        text = {LIVE: "● live", LOST: "● lost"}.get(state, f"● {state}")
+        color = {LIVE: "#27ae60", LOST: "#c0392b"}.get(state, "#e67e22")
+        labels = self.status_labels
+        labels["camera"].setText(f"<span style='color:{color}'>{text}</span>")
+        labels["camera"].setToolTip(detail)
+        labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
+        labels["inference"].setText(f"inference {self.last_latency_ms:.0f} ms")
+        labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")
+        labels["model"].setText(f"model {self.inference.classifier.version}")
+        labels["today"].setText(f"today {self.decisions_today} ({date.today():%d %b})")
+
+    # ---- shutdown
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        pending = self.storage.pending
+        if pending:
+            answer = QMessageBox.question(
+                self, "Decisions not saved yet",
+                f"{pending} decision(s) are still waiting to be saved.\n"
+                "Wait for them (recommended), or quit and lose them?",
+                QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Discard,
+                QMessageBox.StandardButton.Retry,
+            )
+            if answer != QMessageBox.StandardButton.Discard:
+                event.ignore()
+                return
+        self.status_timer.stop()
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop every worker: capture first, then inference, storage last (it drains its queue)."""
+        self.capture.stop()
+        self.capture.slot.close()
+        self.inference.stop()
+        self.storage.stop()

@@ -1,0 +1,191 @@
+"""The live picture with the prediction drawn over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from station.ui.colors import text_color_on
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """What the view shows about the prediction on screen."""
+
+    label: str
+    confidence: float
+    color: QColor
+    top: list[tuple[str, float, QColor]]
+    uncertain: bool
+    latency_ms: float
+
+
+class VideoView(QWidget):
+    """Paints the frame scaled to fit, the model's crop square, the prediction, banners and flashes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(480, 320)
+        self._image: QImage | None = None
+        self._overlay: Overlay | None = None
+        self._banner: tuple[str, QColor] | None = None
+        self._notice: tuple[str, QColor] | None = None
+        self._flash: tuple[str, QColor] | None = None
+        self._frozen = False
+        self._flash_timer = QTimer(self, singleShot=True, timeout=self._clear_flash)
+
+    # ---- state
+
+    def set_image(self, image: QImage) -> None:
+        self._image = image
+        self.update()
+
+    def set_overlay(self, overlay: Overlay | None) -> None:
+        self._overlay = overlay
+        self.update()
+
+    def set_banner(self, text: str | None, color: QColor | None = None) -> None:
+        """A persistent strip at the top: demo feed, camera lost."""
+        self._banner = (text, color or QColor("#c0392b")) if text else None
+        self.update()
+
+    def set_notice(self, text: str | None, color: QColor | None = None) -> None:
+        """A persistent strip at the bottom: storage problems."""
+        self._notice = (text, color or QColor("#c0392b")) if text else None
+        self.update()
+
+    def set_frozen(self, frozen: bool) -> None:
+        self._frozen = frozen
+        self.update()
+
+    def flash(self, text: str, color: QColor, milliseconds: int = 1500) -> None:
+        """A short message in the middle of the picture (what was saved, a hint)."""
+        self._flash = (text, color)
+        self._flash_timer.start(milliseconds)
+        self.update()
+
+    def flash_text(self) -> str:
+        return self._flash[0] if self._flash else ""
+
+    def banner_text(self) -> str:
+        return self._banner[0] if self._banner else ""
+
+    def _clear_flash(self) -> None:
+        self._flash = None
+        self.update()
+
+    # ---- painting
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt's name)
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), QColor("#111111"))
+        scale = max(1.0, self.height() / 600)
+        if self._image is not None and not self._image.isNull():
+            self._paint_image(painter)
+        else:
+            self._text_box(painter, self.rect().toRectF(), "Waiting for the camera…", QColor("#333333"), 16 * scale)
+        if self._overlay is not None:
+            self._paint_overlay(painter, self._overlay, scale)
+        if self._frozen:
+            self._pill(painter, QRectF(self.width() - 170 * scale, 12 * scale, 158 * scale, 36 * scale),
+                       "FROZEN (F)", QColor("#2980b9"), 15 * scale)
+        if self._banner:
+            self._strip(painter, 0, *self._banner, scale)
+        if self._notice:
+            self._strip(painter, self.height() - 40 * scale, *self._notice, scale)
+        if self._flash:
+            text, color = self._flash
+            width, height = min(self.width() - 40, 620 * scale), 64 * scale
+            box = QRectF((self.width() - width) / 2, self.height() * 0.62, width, height)
+            self._pill(painter, box, text, color, 20 * scale)
+        painter.end()
+
+    def _paint_image(self, painter: QPainter) -> None:
+        assert self._image is not None
+        image_size = self._image.size().toSizeF()
+        target = image_size.scaled(self.size().toSizeF(), Qt.AspectRatioMode.KeepAspectRatio)
+        rect = QRectF((self.width() - target.width()) / 2, (self.height() - target.height()) / 2,
+                      target.width(), target.height())
+        painter.drawImage(rect, self._image)
+        # The classifier sees the centre square only: show it so items are placed inside.
+        side = min(rect.width(), rect.height())
+        square = QRectF(rect.center().x() - side / 2, rect.center().y() - side / 2, side, side)
+        painter.setPen(QPen(QColor(255, 255, 255, 110), 2, Qt.PenStyle.DashLine))
+        painter.drawRect(square)
+
+    def _paint_overlay(self, painter: QPainter, overlay: Overlay, scale: float) -> None:
+        margin = 14 * scale
+        width = 330 * scale
+        top = margin + (48 * scale if self._banner else 0)
+        box = QRectF(margin, top, width, 200 * scale)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(box, 10, 10)
+
+        title = QRectF(box.left() + 12 * scale, box.top() + 10 * scale, width - 24 * scale, 44 * scale)
+        painter.setBrush(overlay.color)
+        painter.drawRoundedRect(title, 8, 8)
+        painter.setPen(text_color_on(overlay.color))
+        painter.setFont(self._font(24 * scale, bold=True))
+        painter.drawText(title.adjusted(10 * scale, 0, -10 * scale, 0),
+                         Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, overlay.label.upper())
+        painter.setFont(self._font(16 * scale, bold=True))
+        painter.drawText(title.adjusted(10 * scale, 0, -10 * scale, 0),
+                         Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, f"{overlay.confidence:.0%}")
+
+        bar = QRectF(title.left(), title.bottom() + 8 * scale, title.width(), 10 * scale)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(255, 255, 255, 50))
+        painter.drawRoundedRect(bar, 4, 4)
+        painter.setBrush(QColor("#e67e22") if overlay.uncertain else overlay.color.lighter(130))
+        painter.drawRoundedRect(QRectF(bar.left(), bar.top(), bar.width() * overlay.confidence, bar.height()), 4, 4)
+
+        y = bar.bottom() + 10 * scale
+        if overlay.uncertain:
+            painter.setPen(QColor("#f39c12"))
+            painter.setFont(self._font(14 * scale, bold=True))
+            painter.drawText(QRectF(bar.left(), y, bar.width(), 22 * scale), Qt.AlignmentFlag.AlignLeft,
+                             "UNCERTAIN — please check")
+        y += 24 * scale
+        painter.setFont(self._font(13 * scale))
+        for name, probability, color in overlay.top:
+            row = QRectF(bar.left(), y, bar.width(), 20 * scale)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(color)
+            painter.drawRect(QRectF(row.left(), row.top() + 4 * scale, 12 * scale, 12 * scale))
+            painter.setPen(QColor("white"))
+            painter.drawText(row.adjusted(20 * scale, 0, 0, 0), Qt.AlignmentFlag.AlignLeft, name)
+            painter.drawText(row, Qt.AlignmentFlag.AlignRight, f"{probability:.1%}")
+            y += 22 * scale
+
+    def _strip(self, painter: QPainter, y: float, text: str, color: QColor, scale: float) -> None:
+        rect = QRectF(0, y, self.width(), 40 * scale)
+        painter.fillRect(rect, color)
+        painter.setPen(text_color_on(color))
+        painter.setFont(self._font(15 * scale, bold=True))
+        painter.drawText(rect.adjusted(12, 0, -12, 0), Qt.AlignmentFlag.AlignCenter, text)
+
+    def _pill(self, painter: QPainter, rect: QRectF, text: str, color: QColor, size: float) -> None:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+        painter.setPen(text_color_on(color))
+        painter.setFont(self._font(size, bold=True))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _text_box(self, painter: QPainter, rect: QRectF, text: str, color: QColor, size: float) -> None:
+        painter.setPen(QColor("#aaaaaa"))
+        painter.setFont(self._font(size))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+    @staticmethod
+    def _font(pixel_size: float, bold: bool = False) -> QFont:
+        font = QFont()
+        font.setPixelSize(max(8, round(pixel_size)))
+        font.setBold(bold)
+        return font

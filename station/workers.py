@@ -1,0 +1,272 @@
+"""QThread workers: capture, inference and storage. Widgets are never touched from here.
+
+Every worker shares one lifecycle (``Worker``): Qt's ``started``/``finished`` plus ``errored``
+for an exception that ended it, and a cooperative ``stop()`` (never ``terminate()``).
+Only plain values cross threads: frames, predictions and ``DecisionRecord`` dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PySide6.QtCore import QThread, Signal
+
+from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
+from station.inference import Classifier
+from station.storage import DecisionRecord, NewDecision, Storage, StorageError, is_transient
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 72
+
+
+class Worker(QThread):
+    """A thread with one job (``work``); an exception leaves it as ``errored``, never silently."""
+
+    errored = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except Exception as exc:
+            log.exception("%s failed", type(self).__name__)
+            self.errored.emit(f"{type(self).__name__}: {exc}")
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def stopping(self) -> bool:
+        return self._stop.is_set() or self.isInterruptionRequested()
+
+    def stop(self, timeout_ms: int = 10_000) -> bool:
+        """Ask the thread to finish and wait for it; True when it has ended."""
+        self._stop.set()
+        self.requestInterruption()
+        self.quit()
+        return self.wait(timeout_ms)
+
+
+class CaptureWorker(Worker):
+    """Runs the capture loop; the newest frame goes to the inference slot and to the display."""
+
+    frame_captured = Signal(object)  # Frame
+    camera_state_changed = Signal(str, str)  # state, detail
+
+    def __init__(self, source_factory: Callable[[], FrameSource], slot: LatestFrameSlot) -> None:
+        super().__init__()
+        self.slot = slot
+        self.loop = CaptureLoop(source_factory, self._on_frame, self.camera_state_changed.emit)
+
+    def _on_frame(self, frame: Frame) -> None:
+        self.slot.put(frame)
+        self.frame_captured.emit(frame)
+
+    def advance(self) -> bool:
+        """Step a folder source to its next image (after a decision)."""
+        return self.loop.advance()
+
+    def work(self) -> None:
+        self.loop.run(self._stop)
+
+
+class InferenceWorker(Worker):
+    """Classifies the newest frame only; the classifier can be swapped in one step."""
+
+    prediction_ready = Signal(object)  # Prediction
+
+    def __init__(self, classifier: Classifier, slot: LatestFrameSlot) -> None:
+        super().__init__()
+        self.slot = slot
+        self._classifier = classifier
+        self._lock = threading.Lock()
+
+    @property
+    def classifier(self) -> Classifier:
+        with self._lock:
+            return self._classifier
+
+    def swap_classifier(self, classifier: Classifier) -> Classifier:
+        """Use a new (already loaded and warmed-up) classifier from the next frame on; returns the old one."""
+        with self._lock:
+            old, self._classifier = self._classifier, classifier
+        return old
+
+    def work(self) -> None:
+        while not self.stopping():
+            frame = self.slot.take(timeout=0.1)
+            if frame is None:
+                continue
+            self.prediction_ready.emit(self.classifier.classify(frame))
+
+@dataclass(frozen=True, eq=False)
+class HistoryEntry:
+    record: DecisionRecord
+    thumbnail: NDArray[np.uint8]  # small RGB copy for the history panel
+
+
+def retryable(exc: BaseException) -> bool:
+    """Locked or busy database, full disk, unwritable folder: worth waiting for, not a bug."""
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, OSError) or is_transient(chain):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
+
+
+def thumbnail(image: NDArray[np.uint8], size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+class StorageWorker(Worker):
+    """Owns the station's ``Storage`` (one session per thread) and runs every write in order.
+
+    A write that fails for a passing reason (locked database, full disk, unwritable folder)
+    stays queued and is retried with backoff; the UI says "saved" only on ``decision_saved``.
+    """
+
+    decision_saved = Signal(object)  # DecisionRecord
+    decision_removed = Signal(object)  # DecisionRecord (undo or delete)
+    decision_relabelled = Signal(object)  # DecisionRecord
+    history_changed = Signal(object, int)  # list[HistoryEntry] newest first, decisions today
+    storage_retrying = Signal(str)  # message; the write is still pending
+    storage_recovered = Signal()
+    storage_failed = Signal(str)  # a write that cannot succeed (dropped, nothing saved)
+
+    BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+    HISTORY_LENGTH = 20
+
+    def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000) -> None:
+        super().__init__()
+        self.data_dir = data_dir
+        self.station = station
+        self.busy_timeout_ms = busy_timeout_ms
+        self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._thumbs: dict[int, NDArray[np.uint8]] = {}
+
+    @property
+    def pending(self) -> int:
+        """Writes submitted but not yet done (saved, removed or failed)."""
+        with self._pending_lock:
+            return self._pending
+
+    def _submit(self, kind: str, payload: Any) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        self._jobs.put((kind, payload))
+
+    def save(self, decision: NewDecision) -> None:
+        self._submit("save", decision)
+
+    def undo_last(self) -> None:
+        self._submit("undo", None)
+
+    def delete(self, decision_id: int) -> None:
+        self._submit("delete", decision_id)
+
+    def relabel(self, decision_id: int, label: str) -> None:
+        self._submit("relabel", (decision_id, label))
+
+    def work(self) -> None:
+        storage = self._open()
+        if storage is None:
+            return
+        try:
+            self._emit_history(storage)
+            # On stop, finish the queued writes first: a decision on its way is never dropped.
+            while not (self.stopping() and self._jobs.empty()):
+                try:
+                    kind, payload = self._jobs.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self._run_job(storage, kind, payload)
+        finally:
+            storage.close()
+
+    def _open(self) -> Storage | None:
+        attempt = 0
+        while not self.stopping():
+            try:
+                return Storage(self.data_dir, self.station, self.busy_timeout_ms)
+            except StorageError as exc:
+                self._wait_retry(str(exc), attempt)
+                attempt += 1
+        return None
+
+    def _run_job(self, storage: Storage, kind: str, payload: Any) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._apply(storage, kind, payload)
+                if attempt:
+                    self.storage_recovered.emit()
+                break
+            except (StorageError, OSError) as exc:
+                if not retryable(exc):
+                    self.storage_failed.emit(str(exc))
+                    break
+                if self._stop.is_set() and attempt >= len(self.BACKOFF):
+                    self.storage_failed.emit(f"{exc} — giving up at shutdown; this write was NOT saved")
+                    break
+                self._wait_retry(str(exc), attempt)
+                attempt += 1
+            except ValueError as exc:  # a bad request (empty label): nothing to retry
+                self.storage_failed.emit(str(exc))
+                break
+        with self._pending_lock:
+            self._pending -= 1
+
+    def _wait_retry(self, message: str, attempt: int) -> None:
+        delay = self.BACKOFF[min(attempt, len(self.BACKOFF) - 1)]
+        self.storage_retrying.emit(f"{message} — retrying in {delay:g} s")
+        time.sleep(delay)
+
+    def _apply(self, storage: Storage, kind: str, payload: Any) -> None:
+        if kind == "save":
+            record = storage.save(payload)
+            self._thumbs[record.id] = thumbnail(payload.image)
+            self.decision_saved.emit(record)
+        elif kind in ("undo", "delete"):
+            record = storage.undo_last(self.station) if kind == "undo" else storage.delete(payload)
+            if record is None:
+                self.storage_failed.emit("nothing to undo" if kind == "undo" else "that decision no longer exists")
+                return
+            self._thumbs.pop(record.id, None)
+            self.decision_removed.emit(record)
+        elif kind == "relabel":
+            self.decision_relabelled.emit(storage.relabel(*payload))
+        self._emit_history(storage)
+
+    def _emit_history(self, storage: Storage) -> None:
+        entries = []
+        for record in storage.recent(self.HISTORY_LENGTH):
+            if record.id not in self._thumbs:
+                self._thumbs[record.id] = self._load_thumbnail(storage.image_file(record))
+            entries.append(HistoryEntry(record, self._thumbs[record.id]))
+        self.history_changed.emit(entries, storage.count_today())
+
+    @staticmethod
+    def _load_thumbnail(path: Path) -> NDArray[np.uint8]:
+        image = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_4)
+        if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
+            return np.full((THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3), 128, np.uint8)
+        return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))

@@ -1,0 +1,188 @@
+"""The real main window, offscreen: keys -> rows and files, undo, restart, demo banner, camera loss."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from station import app
+from station.camera import CameraError, Frame, FrameSource
+from station.storage import Storage
+from tests.conftest import TINY_LABELS
+
+WAIT_MS = 30_000
+
+
+def start_window(qtbot, windows, settings, classifier, factory=None, demo_reason=None):
+    if factory is None:
+        factory, demo_reason = app.choose_source(settings)
+    window = app.assemble_window(settings, classifier, factory, demo_reason)
+    windows.append(window)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)  # window shortcuts need the active window
+    app.start_workers(window)
+    return window
+
+
+def wait_for_prediction(qtbot, window, after=None) -> None:
+    qtbot.waitUntil(lambda: window.desk.shown is not None and window.desk.shown is not after, timeout=WAIT_MS)
+
+
+def press(qtbot, window, key, signal=None) -> None:
+    """Press a key and wait until the storage worker has done the write (saved by default)."""
+    with qtbot.waitSignal(signal or window.storage.decision_saved, timeout=WAIT_MS):
+        qtbot.keyClick(window, key)
+
+
+def rows(data_dir: Path) -> list:
+    with Storage(data_dir) as storage:
+        return storage.all_decisions()
+
+
+def assert_file_intact(data_dir: Path, record) -> None:
+    path = data_dir / record.image_path
+    assert path.is_file()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == record.sha256
+
+
+def test_space_confirms_the_shown_frame(qtbot, windows, make_settings, image_folder, tiny_classifier) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    shown = window.desk.shown
+    press(qtbot, window, Qt.Key.Key_Space)
+    [row] = rows(settings.data_dir)
+    assert row.kind == "confirmed" and row.operator_label == row.predicted_label == shown.label
+    assert row.model_version == "tiny-v1" and row.station == "test-station"
+    assert_file_intact(settings.data_dir, row)
+    from PIL import Image
+
+    stored = np.asarray(Image.open(settings.data_dir / row.image_path).convert("RGB"))
+    np.testing.assert_array_equal(stored, shown.frame.image)  # the exact frame that was on screen
+    assert "Confirmed" in window.video.flash_text()
+
+
+def test_number_key_corrects_and_undo_removes_row_and_file(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_2)
+    [row] = rows(settings.data_dir)
+    assert row.operator_label == TINY_LABELS[1]
+    assert row.kind == ("confirmed" if row.predicted_label == TINY_LABELS[1] else "corrected")
+    press(qtbot, window, Qt.Key.Key_Backspace, window.storage.decision_removed)
+    assert rows(settings.data_dir) == []
+    assert not (settings.data_dir / row.image_path).exists()
+
+
+def test_second_key_on_the_same_frame_is_ignored_with_a_hint(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    window.toggle_freeze()  # keep the decided frame on screen
+    press(qtbot, window, Qt.Key.Key_1)
+    qtbot.keyClick(window, Qt.Key.Key_3)
+    assert "Already saved" in window.video.flash_text()
+    assert len(rows(settings.data_dir)) == 1
+
+
+def test_key_without_prediction_only_hints(qtbot, windows, make_settings, image_folder, tiny_classifier) -> None:
+    settings = make_settings()
+    factory, _ = app.choose_source(settings)
+    window = app.assemble_window(settings, tiny_classifier, factory, None)
+    windows.append(window)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)  # window shortcuts need the active window
+    window.storage.start()  # no capture: nothing is ever predicted
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert "No prediction" in window.video.flash_text()
+    assert window.storage.pending == 0
+
+
+def test_restart_on_the_same_data_folder_shows_the_history(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_Space)
+    first = window.desk.shown
+    wait_for_prediction(qtbot, window, after=first)
+    press(qtbot, window, Qt.Key.Key_3)
+    saved = [r.id for r in reversed(rows(settings.data_dir))]
+    window.close()
+
+    again = app.assemble_window(settings, tiny_classifier, app.choose_source(settings)[0], None)
+    windows.append(again)
+    qtbot.addWidget(again)
+    with qtbot.waitSignal(again.storage.history_changed, timeout=WAIT_MS):
+        again.storage.start()
+    assert again.history.ids() == saved
+    assert again.decisions_today == 2
+
+
+def test_unopenable_camera_falls_back_to_the_demo_feed(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, monkeypatch
+) -> None:
+    monkeypatch.setattr(app, "DEMO_DIR", image_folder)
+    settings = make_settings(source="99", interval=0.5)
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    assert "DEMO FEED" in window.video.banner_text()
+    wait_for_prediction(qtbot, window)
+    assert window.desk.shown.frame.name.startswith("item")
+
+
+class FlakySource(FrameSource):
+    """A live camera that delivers frames, goes dark while ``dark`` is set, then comes back."""
+
+    is_live = True
+    description = "flaky test camera"
+
+    def __init__(self, dark: threading.Event) -> None:
+        self.dark = dark
+        self.index = 0
+
+    def open(self) -> None:
+        if self.dark.is_set():
+            raise CameraError("flaky test camera is unplugged")
+
+    def read(self) -> Frame | None:
+        if self.dark.is_set():
+            raise CameraError("no signal")
+        time.sleep(0.03)
+        self.index += 1
+        image = np.full((48, 64, 3), self.index % 256, np.uint8)
+        return Frame(image, self.index, time.monotonic(), self.description)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_source_that_stops_is_shown_lost_and_recovers(
+    qtbot, windows, make_settings, tiny_classifier
+) -> None:
+    dark = threading.Event()
+    window = start_window(qtbot, windows, make_settings(), tiny_classifier, lambda: FlakySource(dark))
+    qtbot.waitUntil(lambda: window.camera_state[0] == "live", timeout=WAIT_MS)
+    dark.set()
+    qtbot.waitUntil(lambda: window.camera_state[0] == "lost", timeout=WAIT_MS)
+    assert "Camera lost" in window.video.banner_text()
+    dark.clear()
+    qtbot.waitUntil(lambda: window.camera_state[0] == "live", timeout=WAIT_MS)
+    assert window.video.banner_text() == ""
+    wait_for_prediction(qtbot, window)
