@@ -71,6 +71,9 @@ class VideoView(QWidget):
     def flash_text(self) -> str:
         return self._flash[0] if self._flash else ""
 
+    def notice_text(self) -> str:
+        return self._notice[0] if self._notice else ""
+
     def banner_text(self) -> str:
         return self._banner[0] if self._banner else ""
 

@@ -1,0 +1,79 @@
+"""Bad input at the station: a broken model, a locked database, an unwritable data folder."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from station import app
+from station.storage import Storage
+from tests.gui.test_main_window import WAIT_MS, rows, start_window, wait_for_prediction
+
+
+@pytest.fixture
+def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record critical dialogs instead of blocking on them; answer Cancel."""
+    shown: list[str] = []
+
+    def critical(parent, title, text, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        shown.append(f"{title}: {text}")
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "critical", critical)
+    return shown
+
+
+def test_missing_model_bundle_gives_a_dialog_and_exit_code(qtbot, tmp_path: Path, dialogs: list[str]) -> None:  # noqa: ANN001
+    missing = tmp_path / "no-such-model"
+    code = app.main(["--model", str(missing), "--data-dir", str(tmp_path / "data"), "--source", str(tmp_path)])
+    assert code == 1
+    assert len(dialogs) == 1 and str(missing) in dialogs[0] and "not found" in dialogs[0]
+
+
+def test_corrupt_model_bundle_names_the_problem(
+    qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path  # noqa: ANN001
+) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle_path, broken)
+    (broken / "model.keras").write_bytes(b"\0" * 64)
+    code = app.main(["--model", str(broken), "--data-dir", str(tmp_path / "data"), "--source", str(tmp_path)])
+    assert code == 1 and "corrupt" in dialogs[0] and str(broken) in dialogs[0]
+
+
+def test_unusable_data_folder_is_reported_before_the_window(
+    qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path  # noqa: ANN001
+) -> None:
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(not_a_folder), "--source", str(tmp_path)])
+    assert code == 1 and "Data folder problem" in dialogs[0] and str(not_a_folder) in dialogs[0]
+
+
+def test_locked_database_retries_and_saves_once_released(
+    qtbot, windows, make_settings, image_folder, tiny_classifier  # noqa: ANN001
+) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    Storage(settings.data_dir).close()
+    blocker = sqlite3.connect(settings.data_dir / "station.db", timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        with qtbot.waitSignal(window.storage.storage_retrying, timeout=WAIT_MS):
+            qtbot.keyClick(window, Qt.Key.Key_Space)
+        assert "Not saved yet" in window.video.notice_text()
+        assert window.storage.pending == 1
+    finally:
+        with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
+            blocker.rollback()
+            blocker.close()
+    [row] = rows(settings.data_dir)
+    assert (settings.data_dir / row.image_path).is_file()
+    assert window.storage.pending == 0
+    qtbot.waitUntil(lambda: window.video.notice_text() == "", timeout=WAIT_MS)
