@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from training.data import scan_dataset
-from training.model import write_json
+from training.files import write_json
 from training.preprocess import load_rgb
 
 

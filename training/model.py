@@ -7,10 +7,8 @@ A model never travels without its labels.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import keras
 
 from training.errors import TrainingError
+from training.files import read_json, write_json
 
 EMBEDDING_LAYER = "embedding"
 OUTPUT_LAYER = "predictions"
@@ -133,24 +132,6 @@ def save_bundle_files(model: keras.Model, labels: list[str], folder: Path) -> No
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "model.keras")
     write_json(folder / "labels.json", labels)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise TrainingError(f"model bundle {path.parent}: missing {path.name} ({what})") from exc
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"model bundle {path.parent}: {path.name} is unreadable: {exc}") from exc
 
 
 def load_bundle(folder: str | Path) -> Bundle:

@@ -32,6 +32,7 @@ from training.data import (
     stratified_split,
 )
 from training.evaluate import evaluate_bundle, plot_curves
+from training.files import write_json
 from training.model import (
     build_model,
     export_model,
@@ -39,7 +40,6 @@ from training.model import (
     replace_folder,
     save_bundle_files,
     unfreeze_top,
-    write_json,
 )
 
 Progress = Callable[[dict[str, Any]], None]

@@ -19,7 +19,7 @@ def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record critical dialogs instead of blocking on them; answer Cancel."""
     shown: list[str] = []
 
-    def critical(parent, title, text, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def critical(parent, title, text, *args, **kwargs):
         shown.append(f"{title}: {text}")
         return QMessageBox.StandardButton.Cancel
 
@@ -27,7 +27,7 @@ def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return shown
 
 
-def test_missing_model_bundle_gives_a_dialog_and_exit_code(qtbot, tmp_path: Path, dialogs: list[str]) -> None:  # noqa: ANN001
+def test_missing_model_bundle_gives_a_dialog_and_exit_code(qtbot, tmp_path: Path, dialogs: list[str]) -> None:
     missing = tmp_path / "no-such-model"
     code = app.main(["--model", str(missing), "--data-dir", str(tmp_path / "data"), "--source", str(tmp_path)])
     assert code == 1
@@ -35,7 +35,7 @@ def test_missing_model_bundle_gives_a_dialog_and_exit_code(qtbot, tmp_path: Path
 
 
 def test_corrupt_model_bundle_names_the_problem(
-    qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path  # noqa: ANN001
+    qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path
 ) -> None:
     import shutil
 
@@ -47,7 +47,7 @@ def test_corrupt_model_bundle_names_the_problem(
 
 
 def test_unusable_data_folder_is_reported_before_the_window(
-    qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path  # noqa: ANN001
+    qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path
 ) -> None:
     not_a_folder = tmp_path / "data"
     not_a_folder.write_text("a file where the data folder should be")
@@ -56,7 +56,7 @@ def test_unusable_data_folder_is_reported_before_the_window(
 
 
 def test_locked_database_retries_and_saves_once_released(
-    qtbot, windows, make_settings, image_folder, tiny_classifier  # noqa: ANN001
+    qtbot, windows, make_settings, image_folder, tiny_classifier
 ) -> None:
     settings = make_settings()
     window = start_window(qtbot, windows, settings, tiny_classifier)
