@@ -129,3 +129,20 @@ def test_progressive_resizing_plan_grows_to_the_target_size() -> None:
     assert plan[-1].learning_rate < plan[0].learning_rate
     transfer = plan_phases(TrainConfig("d", "o", weights="imagenet", epochs=3, fine_tune_epochs=2))
     assert [(p.name, p.epochs) for p in transfer] == [("head", 3), ("fine-tune", 2)]
+
+
+def test_two_phase_transfer_from_a_local_weights_file(tmp_path: Path) -> None:
+    """The ImageNet recipe with a weights file made here: head phase, then fine-tuning."""
+    from training.model import build_backbone
+
+    weights = tmp_path / "efficientnetv2-b2_notop.weights.h5"
+    build_backbone(None, 32).save_weights(weights)
+    run = tmp_path / "run"
+    code, out, err = run_cli(["train", str(MINI_DATASET), "--out", str(run), "--weights", str(weights),
+                              "--image-size", "32", "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8"])
+    assert code == 0, err
+    assert "== head: 1 epoch(s) at 32 px" in out and "== fine-tune: 1 epoch(s)" in out
+    assert "BatchNorm stays frozen" in out
+    history = (run / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["head", "fine-tune"]
+    assert json.loads((run / "metrics.json").read_text())["weights"] == str(weights)
