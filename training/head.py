@@ -1,0 +1,95 @@
+"""Fast retraining: a new softmax head on frozen backbone embeddings.
+
+The backbone stays as it is, so a candidate differs from its parent only in the final
+Dense layer; current and candidate can both be scored from stored embeddings, exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.linear_model import LogisticRegression
+
+from training.data import class_weights
+from training.model import OUTPUT_LAYER
+
+
+@dataclass(frozen=True)
+class Head:
+    """Weights of the final layer: probabilities = softmax(embedding @ kernel + bias)."""
+
+    kernel: NDArray[np.float32]  # (embedding width, classes)
+    bias: NDArray[np.float32]  # (classes,)
+
+    def probabilities(self, embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
+        logits = embeddings @ self.kernel + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    @classmethod
+    def of(cls, model: keras.Model) -> Head:
+        kernel, bias = model.get_layer(OUTPUT_LAYER).get_weights()
+        return cls(kernel.astype(np.float32), bias.astype(np.float32))
+
+    def install(self, model: keras.Model) -> None:
+        model.get_layer(OUTPUT_LAYER).set_weights([self.kernel, self.bias])
+
+
+def sample_weights(
+    labels: NDArray[np.int64], is_site: NDArray[np.bool_], num_classes: int, site_share: float
+) -> NDArray[np.float32]:
+    """Class-balanced weights within each group, the site's decisions scaled to ``site_share`` of the total.
+
+    A few dozen corrections among thousands of base images would otherwise barely move the
+    head; with ``site_share=0.5`` the site's decisions weigh as much as the whole base set.
+    """
+    weights = np.zeros(len(labels), dtype=np.float32)
+    for group, share in ((~is_site, 1.0 - site_share), (is_site, site_share)):
+        if not group.any():
+            continue
+        balanced = class_weights_present(labels[group], num_classes)
+        w = np.array([balanced[int(y)] for y in labels[group]], dtype=np.float32)
+        weights[group] = w / w.sum() * share * len(labels)
+    if not (~is_site).any() or not is_site.any():  # one group only: it carries everything
+        weights *= len(labels) / weights.sum()
+    return weights
+
+
+def class_weights_present(labels: NDArray[np.int64], num_classes: int) -> dict[int, float]:
+    """Balanced weights for the classes that occur; absent classes get none (they have no samples)."""
+    present = np.unique(labels)
+    remap = {int(c): i for i, c in enumerate(present)}
+    weights = class_weights(np.array([remap[int(y)] for y in labels]), len(present))
+    return {int(c): weights[remap[int(c)]] for c in present} | {
+        c: 0.0 for c in range(num_classes) if c not in remap}
+
+
+def fit_head(
+    embeddings: NDArray[np.float32],
+    labels: NDArray[np.int64],
+    weights: NDArray[np.float32],
+    num_classes: int,
+    l2: float = 1.0,
+) -> Head:
+    """Multinomial logistic regression (the same function as a softmax Dense layer), L-BFGS."""
+    present = np.unique(labels)
+    model = LogisticRegression(C=1.0 / l2, max_iter=500)
+    model.fit(embeddings, labels, sample_weight=weights)
+    kernel = np.zeros((embeddings.shape[1], num_classes), dtype=np.float32)
+    # Classes without any sample cannot be learnt: keep them impossible rather than random.
+    bias = np.full(num_classes, -1e4, dtype=np.float32)
+    if len(present) == 1:  # scikit-learn refuses one class; the answer is that class
+        bias[present[0]] = 0.0
+        return Head(kernel, bias)
+    coef, intercept = model.coef_, model.intercept_
+    if len(present) == 2:  # binary problems come back as one logit: softmax over (0, z)
+        coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+        intercept = np.array([0.0, intercept[0]])
+    for row, cls in enumerate(present):
+        kernel[:, cls] = coef[row]
+        bias[cls] = intercept[row]
+    return Head(kernel, bias)
