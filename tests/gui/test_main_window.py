@@ -91,7 +91,8 @@ def test_second_key_on_the_same_frame_is_ignored_with_a_hint(
     settings = make_settings()
     window = start_window(qtbot, windows, settings, tiny_classifier)
     wait_for_prediction(qtbot, window)
-    window.toggle_freeze()  # keep the decided frame on screen
+    qtbot.keyClick(window, Qt.Key.Key_F)  # freeze: keep the decided frame on screen
+    assert window.frozen
     press(qtbot, window, Qt.Key.Key_1)
     qtbot.keyClick(window, Qt.Key.Key_3)
     assert "Already saved" in window.video.flash_text()
@@ -186,3 +187,21 @@ def test_a_source_that_stops_is_shown_lost_and_recovers(
     qtbot.waitUntil(lambda: window.camera_state[0] == "live", timeout=WAIT_MS)
     assert window.video.banner_text() == ""
     wait_for_prediction(qtbot, window)
+
+
+def test_history_relabel_and_delete(qtbot, windows, make_settings, image_folder, tiny_classifier) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_Space)
+    [row] = rows(settings.data_dir)
+    other = next(label for label in TINY_LABELS if label != row.operator_label)
+    with qtbot.waitSignal(window.storage.decision_relabelled, timeout=WAIT_MS):
+        window.history.relabel_requested.emit(row.id, other)
+    [relabelled] = rows(settings.data_dir)
+    assert relabelled.operator_label == other and relabelled.kind == "corrected"
+    with qtbot.waitSignal(window.storage.history_changed, timeout=WAIT_MS):
+        window.history.delete_requested.emit(row.id)
+    assert rows(settings.data_dir) == []
+    assert not (settings.data_dir / row.image_path).exists()
+    assert window.history.ids() == []

@@ -1,0 +1,77 @@
+"""Fast retraining end to end on a tiny model: site decisions that the model gets wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import CLASSES
+from training.errors import TrainingError
+from training.model import load_bundle
+from training.retrain import RetrainCancelled, RetrainRequest, SiteSample, gate, retrain
+
+
+def site_photos(folder: Path, per_class: int) -> list[SiteSample]:
+    """Another site's photos: each class its own flat colour with noise; every fifth is held out."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = []
+    for k, name in enumerate(CLASSES):
+        colour = np.array([(60 * k) % 256, (140 + 70 * k) % 256, (230 - 40 * k) % 256])
+        for i in range(per_class):
+            image = np.clip(colour + rng.normal(0, 12, (48, 64, 3)), 0, 255).astype(np.uint8)
+            path = folder / f"{name}{i}.png"
+            Image.fromarray(image).save(path)
+            samples.append(SiteSample(path, name, None, holdout=i % 5 == 0))
+    return samples
+
+
+def test_fast_retrain_learns_the_site_and_writes_a_candidate(
+    trained_run: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data, run, _ = trained_run
+    samples = site_photos(tmp_path / "site", 10)
+    events: list[dict] = []
+    request = RetrainRequest(run, samples, tmp_path / "models" / "v2", tmp_path / "cache", base_data_dir=data)
+    result = retrain(request, events.append)
+    assert result.candidate_metrics["decisions"]["count"] == 12
+    assert result.candidate_metrics["decisions"]["accuracy"] > result.current["decisions"]["accuracy"]
+    assert result.candidate_metrics["decisions"]["accuracy"] >= 0.9
+    assert [e["phase"] for e in events][-1] == "done"
+    candidate = load_bundle(result.candidate)
+    assert candidate.labels == CLASSES
+    assert (tmp_path / "cache" / f"{run.name}-base-embeddings.npz").is_file()
+    assert not list((tmp_path / "models").glob(".*partial*"))
+
+    again = retrain(RetrainRequest(run, samples, tmp_path / "models" / "v3", tmp_path / "cache"))  # cached base
+    assert again.counts == result.counts
+
+
+def test_cancel_leaves_nothing_behind(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    data, run, _ = trained_run
+    request = RetrainRequest(run, site_photos(tmp_path / "site", 5), tmp_path / "models" / "v2",
+                             tmp_path / "cache", base_data_dir=data)
+    with pytest.raises(RetrainCancelled):
+        retrain(request, cancelled=lambda: True)
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_unknown_class_in_decisions_is_refused(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    data, run, _ = trained_run
+    sample = SiteSample(data / "glass" / "glass1.jpg", "wood", None, holdout=False)
+    with pytest.raises(TrainingError, match="wood"):
+        retrain(RetrainRequest(run, [sample], tmp_path / "v2", tmp_path / "cache", base_data_dir=data))
+
+
+def metrics(f1_decisions: float, f1_base: float, count: int = 10) -> dict:
+    return {"decisions": {"macro_f1": f1_decisions, "count": count}, "base_test": {"macro_f1": f1_base}}
+
+
+def test_gate_rules() -> None:
+    assert gate(metrics(0.5, 0.80), metrics(0.6, 0.795))[0]
+    assert not gate(metrics(0.5, 0.80), metrics(0.5, 0.80))[0]  # no rise on the site
+    assert not gate(metrics(0.5, 0.80), metrics(0.9, 0.78))[0]  # base dropped by 0.02
+    assert not gate(metrics(0.5, 0.80, count=0), metrics(0.9, 0.80, count=0))[0]
