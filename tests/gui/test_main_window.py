@@ -121,9 +121,9 @@ def test_restart_on_the_same_data_folder_shows_the_history(
     settings = make_settings()
     window = start_window(qtbot, windows, settings, tiny_classifier)
     wait_for_prediction(qtbot, window)
-    press(qtbot, window, Qt.Key.Key_Space)
     first = window.desk.shown
-    wait_for_prediction(qtbot, window, after=first)
+    press(qtbot, window, Qt.Key.Key_Space)
+    wait_for_prediction(qtbot, window, after=first)  # the folder steps to its next image
     press(qtbot, window, Qt.Key.Key_3)
     saved = [r.id for r in reversed(rows(settings.data_dir))]
     window.close()
