@@ -14,6 +14,7 @@ from station.settings import DEMO_DIR, Settings, SettingsError, bundled_model_di
 
 if TYPE_CHECKING:  # Qt and TensorFlow load only once the arguments are known to be good
     from station.inference import Classifier
+    from station.retraining import RetrainJob
     from station.ui.main_window import MainWindow
 
 log = logging.getLogger("station")
@@ -117,7 +118,11 @@ def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str],
 
 
 def assemble_window(
-    settings: Settings, classifier: Classifier, factory: Callable[[], FrameSource], demo_reason: str | None
+    settings: Settings,
+    classifier: Classifier,
+    factory: Callable[[], FrameSource],
+    demo_reason: str | None,
+    retrain_job: Callable[[], RetrainJob] | None = None,
 ) -> MainWindow:
     """Workers, decision desk and window, wired but not started."""
     from station.decisions import DecisionDesk
@@ -129,7 +134,7 @@ def assemble_window(
     inference = InferenceWorker(classifier, slot)
     storage = StorageWorker(settings.data_dir, settings.station_name)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
-    return MainWindow(desk, capture, inference, storage, demo_reason)
+    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job)
 
 
 def start_workers(window: MainWindow) -> None:

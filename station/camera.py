@@ -305,6 +305,15 @@ class LatestFrameSlot:
             self._frame = frame
             self._condition.notify_all()
 
+    def offer(self, frame: Frame) -> bool:
+        """Put ``frame`` only if the slot is empty: a newer frame already waiting wins."""
+        with self._condition:
+            if self._closed or self._frame is not None:
+                return False
+            self._frame = frame
+            self._condition.notify_all()
+            return True
+
     def take(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not yet taken; None on timeout or once closed."""
         with self._condition:

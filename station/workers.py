@@ -92,6 +92,7 @@ class InferenceWorker(Worker):
         super().__init__()
         self.slot = slot
         self._classifier = classifier
+        self._last_frame: Frame | None = None
         self._lock = threading.Lock()
 
     @property
@@ -100,9 +101,16 @@ class InferenceWorker(Worker):
             return self._classifier
 
     def swap_classifier(self, classifier: Classifier) -> Classifier:
-        """Use a new (already loaded and warmed-up) classifier from the next frame on; returns the old one."""
+        """Use a new (already loaded and warmed-up) classifier from the next frame on; returns the old one.
+
+        The last frame is offered again, so the view shows the new model's answer even when
+        no new frame comes (a folder waiting for the operator's decision).
+        """
         with self._lock:
             old, self._classifier = self._classifier, classifier
+            last = self._last_frame
+        if last is not None:
+            self.slot.offer(last)
         return old
 
     def work(self) -> None:
@@ -110,6 +118,8 @@ class InferenceWorker(Worker):
             frame = self.slot.take(timeout=0.1)
             if frame is None:
                 continue
+            with self._lock:
+                self._last_frame = frame
             self.prediction_ready.emit(self.classifier.classify(frame))
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +159,8 @@ class StorageWorker(Worker):
     storage_retrying = Signal(str)  # message; the write is still pending
     storage_recovered = Signal()
     storage_failed = Signal(str)  # a write that cannot succeed (dropped, nothing saved)
+    version_activated = Signal(object)  # VersionRecord
+    versions_listed = Signal(object)  # list[VersionRecord], newest first
 
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
     HISTORY_LENGTH = 20
@@ -185,6 +197,20 @@ class StorageWorker(Worker):
 
     def relabel(self, decision_id: int, label: str) -> None:
         self._submit("relabel", (decision_id, label))
+
+    def activate_version(self, name: str) -> None:
+        self._submit("activate", name)
+
+    def list_versions(self) -> None:
+        self._submit("versions", None)
+
+    def discard_version(self, name: str) -> None:
+        self._submit("discard", name)
+
+    def version_dir(self, record: Any) -> Path:
+        """A version's bundle folder (stored relative to the data folder when inside it)."""
+        path = Path(record.path)
+        return path if path.is_absolute() else self.data_dir / path
 
     def work(self) -> None:
         storage = self._open()
@@ -254,6 +280,17 @@ class StorageWorker(Worker):
             self.decision_removed.emit(record)
         elif kind == "relabel":
             self.decision_relabelled.emit(storage.relabel(*payload))
+        elif kind == "activate":
+            self.version_activated.emit(storage.activate(payload))
+            self.versions_listed.emit(storage.versions())
+            return
+        elif kind == "versions":
+            self.versions_listed.emit(storage.versions())
+            return
+        elif kind == "discard":
+            storage.set_version_status(payload, "discarded")
+            self.versions_listed.emit(storage.versions())
+            return
         self._emit_history(storage)
 
     def _emit_history(self, storage: Storage) -> None:
@@ -270,3 +307,81 @@ class StorageWorker(Worker):
         if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
             return np.full((THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3), 128, np.uint8)
         return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+class RetrainWorker(Worker):
+    """Runs one retraining in a spawned child process and relays its events as signals.
+
+    Training never runs in the GUI process: TensorFlow's threads and Qt's stay apart, a crash
+    in the child cannot take the station down, and Cancel can always end it.
+    """
+
+    retrain_progress = Signal(dict)
+    retrain_finished = Signal(dict)  # the child's result
+    retrain_failed = Signal(str)
+    retrain_cancelled = Signal()
+
+    CANCEL_GRACE_S = 20.0  # after Cancel, how long the child gets to stop on its own
+
+    def __init__(self, job: Any) -> None:
+        super().__init__()
+        self.job = job
+        self._cancel_requested = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel_requested.set()
+
+    def work(self) -> None:
+        import multiprocessing
+
+        from station.retraining import child_main, clean_partials
+
+        context = multiprocessing.get_context("spawn")  # never fork a process with TF or Qt threads
+        events = context.Queue()
+        cancel = context.Event()
+        process = context.Process(target=child_main, args=(self.job, events, cancel), daemon=True)
+        process.start()
+        outcome: dict[str, Any] | None = None
+        cancelled_at: float | None = None
+        while outcome is None:
+            if (self._cancel_requested.is_set() or self.stopping()) and cancelled_at is None:
+                cancel.set()
+                cancelled_at = time.monotonic()
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                if cancelled_at is not None and time.monotonic() - cancelled_at > self.CANCEL_GRACE_S:
+                    process.terminate()
+                    outcome = {"type": "cancelled"}
+                elif not process.is_alive() and events.empty():
+                    outcome = {"type": "error",
+                               "message": f"the retraining process ended unexpectedly (exit code {process.exitcode})"}
+                continue
+            if event.get("type") == "progress":
+                self.retrain_progress.emit(event)
+            else:
+                outcome = event
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        clean_partials(self.job.data_dir)
+        if outcome["type"] == "result":
+            self.retrain_finished.emit(outcome["result"])
+        elif outcome["type"] == "cancelled":
+            self.retrain_cancelled.emit()
+        else:
+            self.retrain_failed.emit(outcome.get("message", "unknown error"))
+
+
+class ModelLoadWorker(Worker):
+    """Loads and warms up a model bundle off the GUI thread; the window swaps it in on success."""
+
+    model_loaded = Signal(object, object)  # Classifier, request tag (what to do once loaded)
+
+    def __init__(self, bundle_dir: Path, version: str, tag: Any = None) -> None:
+        super().__init__()
+        self.bundle_dir, self.version, self.tag = bundle_dir, version, tag
+
+    def work(self) -> None:
+        self.model_loaded.emit(Classifier.load(self.bundle_dir, self.version), self.tag)

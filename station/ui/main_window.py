@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QColor, QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QToolBar, QVBoxLayout, QWidget
 
 from station.camera import LIVE, LOST, Frame
 from station.decisions import DecisionDesk, DecisionRefusedError
@@ -16,8 +19,18 @@ from station.ui.class_buttons import ClassButtons
 from station.ui.colors import class_color
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
+from station.ui.retrain_dialog import RetrainDialog
+from station.ui.versions_dialog import VersionsDialog
 from station.ui.video_view import Overlay, VideoView
-from station.workers import CaptureWorker, HistoryEntry, InferenceWorker, StorageWorker
+from station.workers import (
+    CaptureWorker,
+    HistoryEntry,
+    InferenceWorker,
+    ModelLoadWorker,
+    RetrainWorker,
+    StorageWorker,
+    Worker,
+)
 
 OK_GREEN = QColor("#27ae60")
 HINT_GREY = QColor("#555555")
@@ -35,8 +48,14 @@ class MainWindow(QMainWindow):
         inference: InferenceWorker,
         storage: StorageWorker,
         demo_reason: str | None = None,
+        retrain_job: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
+        self.retrain_job = retrain_job  # makes the job for the Retrain button (None: no retraining)
+        self.retrain_worker: RetrainWorker | None = None
+        self.retrain_dialog: RetrainDialog | None = None
+        self.versions_dialog: VersionsDialog | None = None
+        self.loaders: list[Worker] = []
         self.desk = desk
         self.capture = capture
         self.inference = inference
@@ -68,6 +87,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.history)
         self.setCentralWidget(central)
         self._build_status_bar()
+        self._build_toolbar()
         self._bind_keys()
         self._connect()
         self._update_banner()
@@ -84,6 +104,20 @@ class MainWindow(QMainWindow):
         self.status_timer = QTimer(self, interval=500, timeout=self._refresh_status)
         self.status_timer.start()
         self._refresh_status()
+
+    def _build_toolbar(self) -> None:
+        toolbar = QToolBar("Model")
+        toolbar.setMovable(False)
+        toolbar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.retrain_action = QAction("Retrain (Ctrl+R)", self, shortcut=QKeySequence("Ctrl+R"))
+        self.retrain_action.setToolTip("Learn from the stored decisions in the background")
+        self.retrain_action.triggered.connect(self.start_retrain)
+        self.retrain_action.setEnabled(self.retrain_job is not None)
+        self.versions_action = QAction("Model versions… (Ctrl+M)", self, shortcut=QKeySequence("Ctrl+M"))
+        self.versions_action.triggered.connect(self.show_versions)
+        toolbar.addAction(self.retrain_action)
+        toolbar.addAction(self.versions_action)
+        self.addToolBar(toolbar)
 
     def _bind_keys(self) -> None:
         def bind(sequence: QKeySequence | str, slot: object) -> None:
@@ -111,6 +145,8 @@ class MainWindow(QMainWindow):
         self.storage.storage_retrying.connect(self._on_storage_retrying)
         self.storage.storage_recovered.connect(lambda: self.video.set_notice(None))
         self.storage.storage_failed.connect(self._on_storage_failed)
+        self.storage.version_activated.connect(self._on_version_activated)
+        self.storage.versions_listed.connect(self._on_versions_listed)
         for worker in (self.capture, self.inference, self.storage):
             worker.errored.connect(self._on_worker_errored)
         self.buttons.label_chosen.connect(self.choose)
@@ -214,6 +250,76 @@ class MainWindow(QMainWindow):
         self.video.set_notice(f"Error: {message}")
         self.statusBar().showMessage(message)
 
+    # ---- retraining and model versions
+
+    def start_retrain(self) -> None:
+        if self.retrain_job is None:
+            return
+        if self.retrain_worker is not None:
+            self.video.flash("A retraining is already running", HINT_GREY)
+            if self.retrain_dialog is not None:
+                self.retrain_dialog.show()
+            return
+        worker = RetrainWorker(self.retrain_job())
+        dialog = RetrainDialog(self)
+        worker.retrain_progress.connect(dialog.show_progress)
+        worker.retrain_finished.connect(self._on_retrain_finished)
+        worker.retrain_failed.connect(dialog.show_failure)
+        worker.retrain_cancelled.connect(dialog.show_cancelled)
+        worker.errored.connect(dialog.show_failure)
+        worker.finished.connect(self._on_retrain_worker_finished)
+        dialog.cancel_requested.connect(worker.cancel)
+        dialog.promote_requested.connect(lambda r: self.use_model(Path(r["candidate"]), r["version"], activate=True))
+        dialog.discard_requested.connect(lambda r: self.storage.discard_version(r["version"]))
+        self.retrain_worker, self.retrain_dialog = worker, dialog
+        dialog.show()
+        worker.start()
+
+    def _on_retrain_finished(self, result: dict[str, Any]) -> None:
+        if self.retrain_dialog is not None:
+            self.retrain_dialog.show_result(result)
+        if result.get("promoted"):  # already active in the database: load it and swap
+            self.use_model(Path(result["candidate"]), result["version"], activate=False)
+
+    def _on_retrain_worker_finished(self) -> None:
+        self.retrain_worker = None
+
+    def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
+        """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure."""
+        loader = ModelLoadWorker(bundle_dir, version, tag=activate)
+        loader.model_loaded.connect(self._on_model_loaded)
+        loader.errored.connect(lambda message: self._on_model_load_failed(version, message))
+        loader.finished.connect(lambda: self.loaders.remove(loader) if loader in self.loaders else None)
+        self.loaders.append(loader)
+        self.video.flash(f"Loading model {version}…", HINT_GREY, 5000)
+        loader.start()
+
+    def _on_model_loaded(self, classifier: Any, activate: bool) -> None:
+        old = self.inference.swap_classifier(classifier)
+        if activate:
+            self.storage.activate_version(classifier.version)
+        self.video.flash(f"Now using model {classifier.version} (was {old.version})", OK_GREEN, 3000)
+        self._refresh_status()
+
+    def _on_model_load_failed(self, version: str, message: str) -> None:
+        self.video.flash(f"Model {version} not used: {message}", WARN_ORANGE, 6000)
+
+    def _on_version_activated(self, record: Any) -> None:
+        self.statusBar().showMessage(f"model {record.version} is now the active version", 5000)
+
+    def show_versions(self) -> None:
+        if self.versions_dialog is None:
+            self.versions_dialog = VersionsDialog(self)
+            self.versions_dialog.use_requested.connect(
+                lambda record: self.use_model(self.storage.version_dir(record), record.version, activate=True))
+        self.storage.list_versions()
+        self.versions_dialog.show()
+
+    def _on_versions_listed(self, records: list[Any]) -> None:
+        if self.versions_dialog is not None:
+            self.versions_dialog.show_versions(records)
+            self.versions_dialog.select(self.inference.classifier.version)
+
     # ---- status
 
     def _refresh_status(self) -> None:
@@ -250,6 +356,11 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every worker: capture first, then inference, storage last (it drains its queue)."""
+        if self.retrain_worker is not None:
+            self.retrain_worker.cancel()
+            self.retrain_worker.stop(30_000)
+        for loader in list(self.loaders):
+            loader.stop()
         self.capture.stop()
         self.capture.slot.close()
         self.inference.stop()

@@ -416,3 +416,13 @@ def test_open_source_dispatch(image_folder: Path) -> None:
     assert isinstance(url, OpenCVSource) and url.spec == "rtsp://host/stream"
     with pytest.raises(CameraError):
         open_source("  ", 0)
+
+
+def test_offer_fills_an_empty_slot_but_never_replaces_a_newer_frame() -> None:
+    slot = LatestFrameSlot()
+    old, new = (Frame(np.zeros((2, 2, 3), np.uint8), i, 0.0, "t") for i in range(2))
+    assert slot.offer(old)
+    assert slot.take(0) is old
+    slot.put(new)
+    assert not slot.offer(old)
+    assert slot.take(0) is new and slot.dropped == 0
