@@ -1,5 +1,5 @@
 import sys
 
-from station.app import main
+from station.cli import entry
 
-sys.exit(main())
+sys.exit(entry())  # "python -m station retrain ..." -> station.cli.main; anything else -> the GUI (station.app.main)

@@ -15,6 +15,7 @@ from station.settings import DEMO_DIR, Settings, SettingsError, bundled_model_di
 if TYPE_CHECKING:  # Qt and TensorFlow load only once the arguments are known to be good
     from station.inference import Classifier
     from station.retraining import RetrainJob
+    from station.storage import Storage
     from station.ui.main_window import MainWindow
 
 log = logging.getLogger("station")
@@ -83,23 +84,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str], int]) -> MainWindow | None:
-    """Load the model, check the data folder, start the workers and return the window (None on failure)."""
+    """Check the data folder, load the active model, start the workers and return the window (None on failure)."""
+    from station.retraining import RetrainJob
+
+    storage = open_storage(settings)
+    if storage is None:
+        return None
+    try:
+        classifier = load_active_model(storage, model_dir, fail)
+    finally:
+        storage.close()
+    if classifier is None:
+        return None
+    factory, demo_reason = choose_source(settings)
+    window = assemble_window(settings, classifier, factory, demo_reason,
+                             retrain_job=lambda: RetrainJob(settings.data_dir, model_dir))
+    start_workers(window)
+    log.info("station %s: model %s, source %s, data in %s", settings.station_name, classifier.version,
+             "demo" if demo_reason else settings.source, settings.data_dir)
+    return window
+
+
+def open_storage(settings: Settings) -> Storage | None:
+    """Open the data folder once before the window, so schema and folder problems are reported up front."""
     from PySide6.QtWidgets import QMessageBox
 
-    from station.inference import Classifier
     from station.storage import Storage, StorageError
-    from training.errors import TrainingError
 
-    try:
-        classifier = Classifier.load(model_dir)
-    except TrainingError as exc:
-        fail("Model problem", f"The model at {model_dir} cannot be used:\n{exc}")
-        return None
-
-    while True:  # open once here so schema problems and an unwritable folder are reported before the window
+    while True:
         try:
-            Storage(settings.data_dir, settings.station_name).close()
-            break
+            return Storage(settings.data_dir, settings.station_name)
         except StorageError as exc:
             answer = QMessageBox.critical(
                 None, "Data folder problem", f"{exc}\n\nFix the folder (or pass --data-dir) and retry.",
@@ -109,12 +123,32 @@ def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str],
                 log.error("data folder unusable: %s", exc)
                 return None
 
-    factory, demo_reason = choose_source(settings)
-    window = assemble_window(settings, classifier, factory, demo_reason)
-    start_workers(window)
-    log.info("station %s: model %s, source %s, data in %s", settings.station_name, model_dir,
-             "demo" if demo_reason else settings.source, settings.data_dir)
-    return window
+
+def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, str], int]) -> Classifier | None:
+    """The data folder's active model version; the configured bundle when none is active (or it is broken)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from station.inference import Classifier
+    from station.retraining import current_model
+    from training.errors import TrainingError
+
+    active = storage.active_version()
+    if active is not None:
+        try:
+            return Classifier.load(storage.version_path(active), active.version)
+        except TrainingError as exc:
+            log.error("active model version %s unusable: %s", active.version, exc)
+            QMessageBox.warning(None, "Model version problem",
+                                f"Model version {active.version} cannot be used:\n{exc}\n\n"
+                                f"Starting with {model_dir} instead.")
+    try:
+        classifier = Classifier.load(model_dir)
+    except TrainingError as exc:
+        fail("Model problem", f"The model at {model_dir} cannot be used:\n{exc}")
+        return None
+    if active is None:
+        current_model(storage, model_dir)  # registers the bundled model as the first version
+    return classifier
 
 
 def assemble_window(

@@ -4,6 +4,9 @@ A data folder holds ``station.db`` and ``images/``. Each decision is one row plu
 operator saw. The file is written first (atomically) and the row committed second, so a crash in between leaves at
 most an orphan file, never a row pointing at a missing image.
 
+Model versions (schema 2): every model bundle the station has run or could run is a row in ``model_versions``
+(bundled default, fast/full retrained candidates); exactly one is "active" once the station has started.
+
 Threading: the caller owns the sessions. A ``Storage`` opens short transactions per call and returns plain frozen
 dataclasses, never ORM objects, so records can be sent across threads. One ``Storage`` per thread is fine; several
 processes may share a data folder (WAL + busy_timeout).
@@ -15,6 +18,7 @@ import errno
 import io
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import uuid
@@ -36,14 +40,17 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
+    Index,
     LargeBinary,
     String,
     create_engine,
     event,
     func,
     inspect,
+    literal_column,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -51,15 +58,21 @@ from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "station.db"
 IMAGES_DIR = "images"
+MODELS_DIR = "models"  # retrained bundles, one folder per version
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 CONFIRMED = "confirmed"
 CORRECTED = "corrected"
 IMPORTED = "imported"
 KINDS = (CONFIRMED, CORRECTED, IMPORTED)
+
+VERSION_MODES = ("bundled", "fast", "full")
+CANDIDATE, ACTIVE, RETIRED, DISCARDED = "candidate", "active", "retired", "discarded"
+VERSION_STATUSES = (CANDIDATE, ACTIVE, RETIRED, DISCARDED)
+_RETRAINED_NAME = re.compile(r"r(\d+)")  # names given by next_version_name
 
 # Embeddings are stored as raw little-endian float32 so the bytes mean the same thing on every machine.
 _EMBEDDING_DTYPE = np.dtype("<f4")
@@ -123,6 +136,25 @@ class Decision(Base):
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint(f"mode IN {VERSION_MODES!r}", name="ck_model_versions_mode"),
+        CheckConstraint(f"status IN {VERSION_STATUSES!r}", name="ck_model_versions_status"),
+        # At most one active version, enforced by the database itself (a partial unique index).
+        Index("uq_model_versions_one_active", "status", unique=True, sqlite_where=text(f"status = '{ACTIVE}'")),
+    )
+
+    version: Mapped[str] = mapped_column(String, primary_key=True)  # "r1", or the bundled folder's name
+    parent: Mapped[str | None] = mapped_column(String)
+    path: Mapped[str] = mapped_column(String)  # relative to the data folder (posix) when inside it, else absolute
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    mode: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+
+
 # --------------------------------------------------------------------------------------------------- dataclasses
 
 
@@ -180,6 +212,33 @@ def _record(row: Decision) -> DecisionRecord:
         created_at=row.created_at,
         station=row.station,
         holdout=bool(row.holdout),
+    )
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A model version as plain values, safe to pass between threads (``Storage.version_path`` gives the folder)."""
+
+    version: str
+    parent: str | None
+    path: str  # as stored: relative to the data folder when inside it, else absolute
+    created_at: datetime  # aware, UTC
+    mode: str  # "bundled" | "fast" | "full"
+    counts: dict[str, Any]
+    metrics: dict[str, Any]
+    status: str  # "candidate" | "active" | "retired" | "discarded"
+
+
+def _version_record(row: ModelVersion) -> VersionRecord:
+    return VersionRecord(
+        version=row.version,
+        parent=row.parent,
+        path=row.path,
+        created_at=row.created_at,
+        mode=row.mode,
+        counts=dict(row.counts or {}),
+        metrics=dict(row.metrics or {}),
+        status=row.status,
     )
 
 
@@ -351,8 +410,13 @@ def _upgrade_0_to_1(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _upgrade_1_to_2(conn: Connection) -> None:
+    """Model versions: the registry of bundles behind retraining and rollback."""
+    ModelVersion.__table__.create(conn, checkfirst=True)  # with its indexes
+
+
 # Key = the version a step upgrades FROM. Each step runs inside the same transaction as the version bump.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1, 1: _upgrade_1_to_2}
 
 
 def _prepare_schema(conn: Connection, db_path: Path) -> None:
@@ -387,6 +451,7 @@ class Storage:
     ) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.images_dir = self.data_dir / IMAGES_DIR
+        self.models_dir = self.data_dir / MODELS_DIR
         self.db_path = self.data_dir / DB_NAME
         self.station = station
         self._check_folder()
@@ -570,6 +635,118 @@ class Storage:
         in_day = (Decision.created_at >= start) & (Decision.created_at < end)
         query = select(func.count()).select_from(Decision).where(in_day)
         return self._read(lambda s: s.scalar(query))
+
+    # ---- model versions
+
+    def _stored_path(self, path: Path | str) -> str:
+        """Relative (posix) when inside the data folder, so the folder can move; absolute otherwise."""
+        absolute = Path(path).expanduser().resolve()
+        try:
+            return absolute.relative_to(self.data_dir.resolve()).as_posix()
+        except ValueError:
+            return str(absolute)
+
+    def version_path(self, record: VersionRecord) -> Path:
+        """The bundle folder of ``record`` as an absolute path."""
+        path = Path(record.path)
+        return path if path.is_absolute() else self.data_dir / path
+
+    def add_version(
+        self,
+        version: str,
+        path: Path | str,
+        mode: str,
+        *,
+        parent: str | None = None,
+        counts: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        status: str = CANDIDATE,
+        created_at: datetime | None = None,
+    ) -> VersionRecord:
+        """Register a bundle. ``status="active"`` retires the running version in the same transaction."""
+        if not isinstance(version, str) or not version.strip():
+            raise ValueError("version must be a non-empty string")
+        if mode not in VERSION_MODES:
+            raise ValueError(f"mode must be one of {VERSION_MODES}, got {mode!r}")
+        if status not in VERSION_STATUSES:
+            raise ValueError(f"status must be one of {VERSION_STATUSES}, got {status!r}")
+        row = ModelVersion(
+            version=version,
+            parent=parent,
+            path=self._stored_path(path),
+            created_at=(created_at or datetime.now(timezone.utc)).astimezone(timezone.utc),
+            mode=mode,
+            counts=dict(counts or {}),
+            metrics=dict(metrics or {}),
+            status=status,
+        )
+        try:
+            with self._sessions.begin() as s:
+                if s.get(ModelVersion, version) is not None:
+                    raise StorageError(f"model version {version!r} already exists in {self.db_path}")
+                if status == ACTIVE:
+                    s.execute(update(ModelVersion).where(ModelVersion.status == ACTIVE).values(status=RETIRED))
+                s.add(row)
+                s.flush()
+                record = _version_record(row)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot register model version {version!r} in {self.db_path}: {_reason(exc)}") from exc
+        return record
+
+    def _versions(self, query: Any) -> list[VersionRecord]:
+        return self._read(lambda s: [_version_record(r) for r in s.scalars(query)])
+
+    def versions(self) -> list[VersionRecord]:
+        """Newest first (creation time, then insertion order)."""
+        return self._versions(
+            select(ModelVersion).order_by(ModelVersion.created_at.desc(), literal_column("model_versions.rowid").desc())
+        )
+
+    def get_version(self, version: str) -> VersionRecord | None:
+        found = self._versions(select(ModelVersion).where(ModelVersion.version == version))
+        return found[0] if found else None
+
+    def active_version(self) -> VersionRecord | None:
+        found = self._versions(select(ModelVersion).where(ModelVersion.status == ACTIVE))
+        return found[0] if found else None
+
+    def activate(self, version: str) -> VersionRecord:
+        """Make ``version`` the active one and retire the previous (one transaction); also rolls back to old ones."""
+        return self._change_status(version, ACTIVE)
+
+    def set_version_status(self, version: str, status: str) -> VersionRecord:
+        """Set a status ("active" goes through ``activate``, so there is never more than one active version)."""
+        if status not in VERSION_STATUSES:
+            raise ValueError(f"status must be one of {VERSION_STATUSES}, got {status!r}")
+        return self._change_status(version, status)
+
+    def _change_status(self, version: str, status: str) -> VersionRecord:
+        try:
+            with self._sessions.begin() as s:
+                row = s.get(ModelVersion, version)
+                if row is None:
+                    raise StorageError(f"no model version named {version!r} in {self.db_path}")
+                if status == ACTIVE:
+                    # Core UPDATEs in this order: the old active is retired before the unique index sees a second one.
+                    s.execute(
+                        update(ModelVersion)
+                        .where(ModelVersion.status == ACTIVE, ModelVersion.version != version)
+                        .values(status=RETIRED)
+                    )
+                s.execute(update(ModelVersion).where(ModelVersion.version == version).values(status=status))
+                s.refresh(row)
+                record = _version_record(row)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot change model version {version!r} in {self.db_path}: {_reason(exc)}") from exc
+        return record
+
+    def next_version_name(self) -> str:
+        """"r<N>" one past every "r<N>" registered or present as a folder under ``models/``: never reused."""
+        names = set(self._read(lambda s: list(s.scalars(select(ModelVersion.version)))))
+        if self.models_dir.is_dir():
+            names.update(p.name for p in self.models_dir.iterdir())
+        numbers = [int(m.group(1)) for m in map(_RETRAINED_NAME.fullmatch, names) if m]
+        return f"r{max(numbers, default=0) + 1}"
 
 
 def _remove_file(path: Path) -> None:

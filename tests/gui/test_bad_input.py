@@ -62,7 +62,7 @@ def test_locked_database_retries_and_saves_once_released(
     window = start_window(qtbot, windows, settings, tiny_classifier)
     wait_for_prediction(qtbot, window)
     Storage(settings.data_dir).close()
-    blocker = sqlite3.connect(settings.data_dir / "station.db", timeout=0.1)
+    blocker = sqlite3.connect(settings.data_dir / "station.db", timeout=5)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     try:
         with qtbot.waitSignal(window.storage.storage_retrying, timeout=WAIT_MS):

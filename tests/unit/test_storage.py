@@ -467,3 +467,108 @@ def test_one_storage_per_thread_concurrent_saves(data_dir: Path) -> None:
     assert errors == []
     with Storage(data_dir) as check:
         assert check.count() == 20 and len(pngs(data_dir)) == 20
+
+
+# ---------------------------------------------------------------------------------------------- model versions
+
+
+def test_upgrade_from_v1_adds_model_versions_and_keeps_decisions(data_dir: Path) -> None:
+    with Storage(data_dir) as first:
+        saved = [first.save(new(seed=i, embedding=np.ones(3, np.float32))) for i in range(3)]
+    con = sqlite3.connect(data_dir / "station.db")  # back to the exact v1 layout
+    con.executescript("DROP TABLE model_versions; UPDATE meta SET value = '1' WHERE key = 'schema_version';")
+    con.close()
+
+    with Storage(data_dir) as store:
+        assert [(r.id, r.sha256, r.holdout) for r in store.all_decisions()] == [
+            (r.id, r.sha256, r.holdout) for r in saved
+        ]
+        assert store.get(saved[0].id).embedding.tolist() == [1.0, 1.0, 1.0]  # type: ignore[union-attr]
+        assert store.versions() == [] and store.active_version() is None
+        store.add_version("base", data_dir / "models" / "base", "bundled", status="active")
+        with store.engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar()
+            indexes = {row[1] for row in conn.exec_driver_sql("PRAGMA index_list(model_versions)")}
+    assert version == "2" == str(SCHEMA_VERSION)
+    assert "uq_model_versions_one_active" in indexes
+
+
+def test_add_version_round_trip_and_paths(store: Storage, data_dir: Path, tmp_path: Path) -> None:
+    inside = store.add_version(
+        "r1", data_dir / "models" / "r1", "fast", parent="base",
+        counts={"base_train": 10, "site_train": 4, "site_holdout": 1}, metrics={"gate_passed": True},
+    )
+    assert (inside.path, inside.status, inside.parent, inside.mode) == ("models/r1", "candidate", "base", "fast")
+    assert store.version_path(inside) == data_dir / "models" / "r1"
+    assert inside.created_at.utcoffset() == timedelta(0)
+    outside = store.add_version("shipped", tmp_path / "elsewhere" / "bundle", "bundled")
+    assert Path(outside.path).is_absolute() and store.version_path(outside) == (tmp_path / "elsewhere" / "bundle")
+    got = store.get_version("r1")
+    assert got == inside and got.counts["site_train"] == 4 and got.metrics == {"gate_passed": True}
+    assert store.get_version("nope") is None
+    with pytest.raises(StorageError, match="already exists"):
+        store.add_version("r1", data_dir / "models" / "r1", "fast")
+    with pytest.raises(ValueError, match="mode"):
+        store.add_version("r9", data_dir, "slow")
+    with pytest.raises(ValueError, match="status"):
+        store.add_version("r9", data_dir, "fast", status="maybe")
+
+
+def test_versions_newest_first(store: Storage, data_dir: Path) -> None:
+    t0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    store.add_version("base", data_dir, "bundled", created_at=t0)
+    for n in range(1, 12):  # same timestamp: insertion order decides (r10 after r9, not by string order)
+        store.add_version(f"r{n}", data_dir, "fast", created_at=t0 + timedelta(hours=1))
+    assert [v.version for v in store.versions()] == [f"r{n}" for n in range(11, 0, -1)] + ["base"]
+
+
+def test_activate_retires_the_old_one_and_rolls_back(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    store.add_version("r1", data_dir / "models" / "r1", "fast", parent="base")
+    assert store.active_version().version == "base"  # type: ignore[union-attr]
+
+    assert store.activate("r1").status == "active"
+    statuses = {v.version: v.status for v in store.versions()}
+    assert statuses == {"base": "retired", "r1": "active"}
+
+    store.add_version("r2", data_dir / "models" / "r2", "fast", parent="r1", status="active")  # promoted at once
+    assert {v.version: v.status for v in store.versions()} == {"base": "retired", "r1": "retired", "r2": "active"}
+
+    assert store.activate("base").status == "active"  # rollback to any earlier version
+    assert [v.version for v in store.versions() if v.status == "active"] == ["base"]
+    assert store.activate("base").status == "active"  # idempotent
+    with pytest.raises(StorageError, match="no model version named 'zz'"):
+        store.activate("zz")
+    assert store.active_version().version == "base"  # type: ignore[union-attr]
+
+
+def test_one_active_version_enforced_by_the_database(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    store.add_version("r1", data_dir, "fast")
+    with store.engine.begin() as conn, pytest.raises(sqlalchemy.exc.IntegrityError):
+        conn.exec_driver_sql("UPDATE model_versions SET status = 'active' WHERE version = 'r1'")
+
+
+def test_set_version_status(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    store.add_version("r1", data_dir, "fast")
+    assert store.set_version_status("r1", "discarded").status == "discarded"
+    assert store.set_version_status("r1", "active").status == "active"  # same as activate
+    assert store.get_version("base").status == "retired"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="status"):
+        store.set_version_status("r1", "gone")
+    with pytest.raises(StorageError, match="no model version"):
+        store.set_version_status("r7", "retired")
+
+
+def test_next_version_name_is_never_reused(store: Storage, data_dir: Path) -> None:
+    assert store.next_version_name() == "r1"
+    store.add_version("trashnet-b2", data_dir, "bundled", status="active")
+    assert store.next_version_name() == "r1"
+    store.add_version("r1", data_dir, "fast")
+    store.set_version_status("r1", "discarded")
+    assert store.next_version_name() == "r2"
+    (data_dir / "models" / "r2").mkdir(parents=True)  # a bundle folder without a row (e.g. a crash before register)
+    assert store.next_version_name() == "r3"
+    store.add_version("r9", data_dir, "fast")
+    assert store.next_version_name() == "r10"

@@ -1,0 +1,261 @@
+"""Retraining from the station's side: decisions -> candidate bundle -> model version -> promotion. No Qt.
+
+``run_retrain(job, progress, cancelled)`` is a plain function (CLI, tests); ``child_main`` runs it in a
+spawned child process for the GUI and reports through a queue. The database is written only once the
+candidate bundle is complete: on any failure or cancel, the candidate folder and its partial leftovers are
+removed and no version row is added.
+
+Embedding reuse: a fast candidate keeps its parent's backbone, so an embedding stored with a decision is
+valid for the new head only if the decision's model shares the parent's backbone, i.e. both walk back
+through "fast" parents to the same bundled/full version. Any other decision is re-embedded from its image.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError
+from training.errors import TrainingError
+
+if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
+    from training.retrain import SiteSample
+
+log = logging.getLogger(__name__)
+
+MODES = ("fast", "full")
+PROMOTE_POLICIES = ("auto", "always", "never")
+CACHE_DIR = "cache"
+PARTIAL_GLOB = ".*.partial-*"  # what training.retrain.write_candidate leaves when its process dies
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """Everything a retraining needs; plain and picklable (sent to a spawned child process)."""
+
+    data_dir: Path
+    default_model: Path  # the bundled model, used while no version is active yet
+    mode: str = "fast"
+    promote: str = "auto"  # "auto": if the gate passes; "always"; "never" (keep it as a candidate)
+    base_data_dir: Path | None = None  # default: the parent bundle's training data folder (its config.json)
+    site_share: float = 0.5
+
+
+def check_job(job: RetrainJob) -> None:
+    """Raise ``TrainingError`` for options this station cannot run."""
+    if job.mode == "full":
+        raise TrainingError("full retraining is not available yet; use --mode fast")
+    if job.mode not in MODES:
+        raise TrainingError(f"unknown retraining mode {job.mode!r}; use --mode fast")
+    if job.promote not in PROMOTE_POLICIES:
+        raise TrainingError(f"unknown promotion policy {job.promote!r}; use one of {', '.join(PROMOTE_POLICIES)}")
+    if not 0.0 < job.site_share <= 1.0:
+        raise TrainingError(f"site_share must be in (0, 1], got {job.site_share!r}")
+
+
+# ----------------------------------------------------------------------------------------------- versions
+
+
+def _peek_current(storage: Storage, default_model: Path) -> tuple[str, Path]:
+    active = storage.active_version()
+    if active is not None:
+        return active.version, storage.version_path(active)
+    default = Path(default_model).expanduser()
+    return default.name, default
+
+
+def current_model(storage: Storage, default_model: Path) -> tuple[str, Path]:
+    """(name, bundle folder) of the active version; the first time, registers the bundled model as active."""
+    active = storage.active_version()
+    if active is not None:
+        return active.version, storage.version_path(active)
+    default = Path(default_model).expanduser()
+    try:
+        if storage.get_version(default.name) is not None:  # e.g. every version was set aside by hand
+            record = storage.activate(default.name)
+        else:
+            record = storage.add_version(default.name, default, "bundled", status=ACTIVE)
+    except StorageError:
+        active = storage.active_version()  # another process registered it meanwhile
+        if active is None:
+            raise
+        record = active
+    return record.version, storage.version_path(record)
+
+
+def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) -> str | None:
+    """The version whose backbone ``name`` uses: follow "fast" parents; None when the chain is unknown."""
+    seen: set[str] = set()
+    while name is not None and name in lineage and name not in seen:
+        seen.add(name)
+        mode, parent = lineage[name]
+        if mode != "fast":
+            return name
+        name = parent
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- retraining
+
+
+def _samples(
+    storage: Storage, records: list[DecisionRecord], parent_name: str
+) -> tuple[list[SiteSample], int]:
+    """Site samples, reusing embeddings from the parent's backbone; decisions whose image is gone are skipped."""
+    from training.retrain import SiteSample
+
+    lineage = {v.version: (v.mode, v.parent) for v in storage.versions()}
+    lineage.setdefault(parent_name, ("bundled", None))  # the bundled model before it is registered
+    root = backbone_root(parent_name, lineage)
+    roots: dict[str | None, str | None] = {}
+    samples, skipped = [], 0
+    for rec in records:
+        if rec.model_version not in roots:
+            roots[rec.model_version] = backbone_root(rec.model_version, lineage)
+        same_backbone = root is not None and roots[rec.model_version] == root
+        embedding = rec.embedding if same_backbone else None
+        image = storage.image_file(rec)
+        if embedding is None and not image.is_file():
+            log.warning("decision %d: image %s is missing; left out of the retraining", rec.id, image)
+            skipped += 1
+            continue
+        samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, holdout=rec.holdout))
+    return samples, skipped
+
+
+def _labels(bundle: Path) -> list[str]:
+    from training.files import read_json
+
+    labels = read_json(bundle / "labels.json", "class names in output order")
+    if not isinstance(labels, list):
+        raise TrainingError(f"model bundle {bundle}: labels.json must be a list of class names")
+    return [str(label) for label in labels]
+
+
+def _remove_candidate(models_dir: Path, name: str) -> None:
+    for folder in [models_dir / name, *models_dir.glob(f".{name}.partial-*")]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def clean_partials(data_dir: Path | str) -> list[Path]:
+    """Remove ``models/.*.partial-*`` folders a crashed retraining left behind; returns what was removed.
+
+    Call it only when no retraining runs on this data folder (it would remove that run's work folder).
+    """
+    models_dir = Path(data_dir).expanduser() / "models"
+    removed = [p for p in models_dir.glob(PARTIAL_GLOB) if p.is_dir()] if models_dir.is_dir() else []
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed leftover %s", folder)
+    return removed
+
+
+def run_retrain(
+    job: RetrainJob, progress: Progress | None = None, cancelled: Callable[[], bool] = lambda: False
+) -> dict[str, Any]:
+    """Retrain on every stored decision, register the candidate, promote it by ``job.promote``; a JSON-able dict."""
+    check_job(job)
+    started = time.monotonic()
+    with Storage(job.data_dir) as storage:
+        records = storage.all_decisions()
+        if not records:
+            raise TrainingError(
+                f"no decisions stored yet in {storage.data_dir}; confirm or correct some items first"
+            )
+        parent_name, parent_path = _peek_current(storage, job.default_model)
+        if not parent_path.is_dir():
+            raise TrainingError(f"model bundle not found: {parent_path} (version {parent_name})")
+        labels = _labels(parent_path)
+        report = progress or (lambda _: None)
+        report({"phase": "preparing", "done": 0, "total": 4, "elapsed": 0.0, "eta": None})
+
+        from training import retrain as core  # TensorFlow: only now
+
+        if cancelled():
+            raise core.RetrainCancelled("retraining cancelled")
+        samples, skipped = _samples(storage, records, parent_name)
+        if not samples:
+            raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
+
+        name = storage.next_version_name()
+        out = storage.models_dir / name
+        if out.exists():  # next_version_name skips existing folders; never delete a folder we did not make
+            raise TrainingError(f"candidate folder already exists: {out}")
+        request = core.RetrainRequest(
+            parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
+            base_data_dir=job.base_data_dir, site_share=job.site_share,
+        )
+        try:
+            result = core.retrain(request, report, cancelled)
+            if cancelled():
+                raise core.RetrainCancelled("retraining cancelled")
+            promote = job.promote == "always" or (job.promote == "auto" and result.gate_passed)
+            current_model(storage, job.default_model)  # the bundled parent gets its row (rollback target)
+            record = storage.add_version(
+                name, out, job.mode, parent=parent_name, counts=result.counts, metrics=result.as_json(),
+                status=ACTIVE if promote else CANDIDATE,
+            )
+        except BaseException:
+            _remove_candidate(storage.models_dir, name)
+            raise
+
+    seen = {s.label for s in samples}
+    return {
+        **result.as_json(),
+        "candidate": str(out),
+        "version": record.version,
+        "parent": parent_name,
+        "mode": job.mode,
+        "status": record.status,
+        "promoted": promote,
+        "seconds": round(time.monotonic() - started, 2),
+        "decisions": len(samples),
+        "skipped_missing_images": skipped,
+        "classes_without_decisions": [label for label in labels if label not in seen],
+    }
+
+
+# ----------------------------------------------------------------------------------------------- child process
+
+
+class _Queue(Protocol):
+    def put(self, item: Any) -> None: ...
+
+
+class _Event(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def child_main(job: RetrainJob, events: _Queue, cancel: _Event) -> None:
+    """Entry point of the spawned retraining process: progress events, then one result/cancelled/error event."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if multiprocessing.parent_process() is not None:  # a real child: its log goes to its stderr
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = run_retrain(job, lambda event: events.put({"type": "progress", **event}), cancel.is_set)
+    except Exception as exc:
+        events.put(failure_event(exc))
+    else:
+        events.put({"type": "result", "result": result})
+
+
+def failure_event(exc: Exception) -> dict[str, Any]:
+    core = sys.modules.get("training.retrain")  # imported by now unless the import itself failed
+    if core is not None and isinstance(exc, core.RetrainCancelled):
+        log.info("retraining cancelled")
+        return {"type": "cancelled"}
+    if isinstance(exc, TrainingError | StorageError):
+        log.error("retraining failed: %s", exc)
+        return {"type": "error", "message": str(exc)}
+    log.exception("retraining failed")
+    return {"type": "error", "message": f"{type(exc).__name__}: {exc}"}

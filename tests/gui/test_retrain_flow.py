@@ -1,0 +1,53 @@
+"""Retrain from the window: button -> progress -> result -> hot-swap, in a real spawned child."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from station import app
+from station.inference import Classifier
+from station.retraining import RetrainJob
+from station.storage import NewDecision, Storage
+from tests.unit.test_retrain import site_photos
+from training.preprocess import load_rgb
+
+RETRAIN_MS = 180_000
+
+
+def store_wrong_decisions(data_dir: Path, photos: Path) -> None:
+    """Site photos labelled by the operator, after a model that always said 'trash'."""
+    with Storage(data_dir, "test-station") as storage:
+        for sample in site_photos(photos, 10):
+            storage.save(NewDecision(load_rgb(sample.image), "trash", 0.9, {}, sample.label, "old"))
+
+
+def test_retrain_button_progress_result_and_hot_swap(
+    qtbot, windows, make_settings, image_folder, trained_run
+) -> None:
+    data, run, _ = trained_run
+    settings = make_settings(model=str(run))
+    store_wrong_decisions(settings.data_dir, image_folder.parent / "site")
+    job = RetrainJob(settings.data_dir, run, promote="always", base_data_dir=data)
+    factory, _ = app.choose_source(settings)
+    window = app.assemble_window(settings, Classifier.load(run), factory, None, retrain_job=lambda: job)
+    windows.append(window)
+    qtbot.addWidget(window)
+    window.show()
+    app.start_workers(window)
+
+    with qtbot.waitSignal(window.storage.history_changed, timeout=RETRAIN_MS):
+        pass
+    window.retrain_action.trigger()
+    worker = window.retrain_worker
+    assert worker is not None and window.retrain_dialog.isVisible()
+    with qtbot.waitSignal(worker.retrain_finished, timeout=RETRAIN_MS) as finished:
+        pass
+    result = finished.args[0]
+    assert result["promoted"] and result["version"] == "r1"
+    assert window.retrain_dialog.pages.currentIndex() == 1  # the result view
+    assert result["candidate_metrics"]["decisions"]["accuracy"] > result["current"]["decisions"]["accuracy"]
+    qtbot.waitUntil(lambda: window.inference.classifier.version == "r1", timeout=RETRAIN_MS)
+    qtbot.waitUntil(lambda: window.desk.shown is not None and window.desk.shown.model_version == "r1",
+                    timeout=RETRAIN_MS)
+    with Storage(settings.data_dir) as storage:
+        assert storage.active_version().version == "r1"
