@@ -1,0 +1,96 @@
+"""Fast-retrain time with 500 and 5,000 stored decisions, on the bundled model.
+
+    python bench/retrain.py [--bundle DIR] [--base-data DIR] [--sizes 500 5000]
+
+Decisions are real TrashNet photos with the embeddings the station stores with each decision
+(computed once here from 200 photos, then reused with a little noise so 5,000 decisions do
+not cost 5,000 forward passes). "cold" includes computing the base data's embeddings once
+for the model (then cached in the data folder); "warm" is every later retrain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from station.retraining import RetrainJob, run_retrain  # noqa: E402
+from station.settings import SettingsError, bundled_model_dir  # noqa: E402
+from station.storage import NewDecision, Storage  # noqa: E402
+from training.data import scan_dataset  # noqa: E402
+from training.model import load_bundle  # noqa: E402
+from training.preprocess import load_prepared, load_rgb  # noqa: E402
+from training.retrain import embed  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "trashnet"
+
+
+def fill(data_dir: Path, bundle_dir: Path, photos: Path, count: int, seed: int = 0) -> None:
+    """``count`` decisions: real photos, stored embeddings from the model, a third of them corrections."""
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    bundle = load_bundle(bundle_dir)
+    items = rng.sample(scan_dataset(photos, check_images=False).items, 200)
+    classes = sorted({p.split("/", 1)[0] for p, _ in items})
+    embeddings = embed(bundle, np.stack([load_prepared(photos / p, bundle.image_size) for p, _ in items]))
+    thumbs = [load_rgb(photos / p)[::4, ::4] for p, _ in items]  # small frames keep the PNG writes quick
+    with Storage(data_dir, "bench") as storage:
+        for i in range(count):
+            k = i % len(items)
+            label = items[k][0].split("/", 1)[0]
+            predicted = label if i % 3 else rng.choice(classes)
+            emb = embeddings[k] + noise.normal(0, 0.01, embeddings.shape[1]).astype(np.float32)
+            frame = thumbs[k].copy()
+            frame[0, 0] = (i % 256, (i // 256) % 256, 7)  # distinct bytes: distinct hashes, a fixed holdout share
+            storage.save(NewDecision(frame, predicted, 0.7, {}, label, bundle.name, emb))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, help="model bundle (default: the bundled model)")
+    parser.add_argument("--base-data", type=Path, default=DEFAULT_DATA, help="the bundle's training data folder")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000])
+    parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    args = parser.parse_args()
+    try:
+        bundle_dir = args.bundle or bundled_model_dir()
+    except SettingsError as exc:
+        print(f"{exc}; pass --bundle", file=sys.stderr)
+        return 1
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            data_dir = Path(tmp) / f"station-{size}"
+            start = time.perf_counter()
+            fill(data_dir, bundle_dir, args.base_data, size)
+            filled = time.perf_counter() - start
+            timings = []
+            for _ in ("cold", "warm"):
+                job = RetrainJob(data_dir, bundle_dir, promote="never", base_data_dir=args.base_data)
+                result = run_retrain(job)
+                timings.append(result["seconds"])
+            rows.append({"decisions": size, "fill_s": round(filled, 1), "cold_s": round(timings[0], 2),
+                         "warm_s": round(timings[1], 2), "counts": result["counts"]})
+    print(f"fast retrain on {bundle_dir.name} (2 cores); cold = first retrain of this model (base embeddings)")
+    print(f"{'decisions':>9}  {'cold s':>7}  {'warm s':>7}  trained on (base + site), held out")
+    for row in rows:
+        c = row["counts"]
+        print(f"{row['decisions']:>9}  {row['cold_s']:>7.2f}  {row['warm_s']:>7.2f}  "
+              f"{c.get('base_train')} + {c.get('site_train')}, {c.get('site_holdout')}")
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
