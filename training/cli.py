@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder for report.txt and confusion.png "
                           "(default BUNDLE/evaluation/<data folder>-<split>)")
 
+    demo = commands.add_parser("demo-images", help="copy a few test-split images per class (the station's demo feed)")
+    demo.add_argument("bundle")
+    demo.add_argument("data_dir")
+    demo.add_argument("--out", required=True, help="folder to fill (created; must be empty)")
+    demo.add_argument("--per-class", type=int, default=5)
+    demo.add_argument("--seed", type=int, default=0)
+
     predict = commands.add_parser("predict", help="label image files, one JSON line each")
     predict.add_argument("bundle")
     predict.add_argument("images", nargs="+")
@@ -123,4 +130,35 @@ def run_predict(args: argparse.Namespace) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
-COMMANDS = {"explore": run_explore, "train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+def run_demo_images(args: argparse.Namespace) -> int:
+    import random
+    import shutil
+
+    from training.data import load_split
+
+    split = load_split(Path(args.bundle) / "split.json")  # no model load: only the manifest matters
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out} is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    by_class: dict[str, list[str]] = {}
+    for path in split["test"]:
+        by_class.setdefault(path.split("/", 1)[0], []).append(path)
+    rng = random.Random(args.seed)
+    picked = {name: rng.sample(paths, min(args.per_class, len(paths))) for name, paths in sorted(by_class.items())}
+    for i in range(args.per_class):  # interleave classes: the sorted folder shows a different class each time
+        for name, paths in picked.items():
+            if i < len(paths):
+                target = out / f"{i + 1:02d}-{name}-{Path(paths[i]).name}"
+                shutil.copyfile(Path(args.data_dir) / paths[i], target)
+                print(target)
+    return 0
+
+
+COMMANDS = {
+    "explore": run_explore,
+    "demo-images": run_demo_images,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "predict": run_predict,
+}

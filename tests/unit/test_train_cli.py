@@ -146,3 +146,17 @@ def test_two_phase_transfer_from_a_local_weights_file(tmp_path: Path) -> None:
     history = (run / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history[1:]] == ["head", "fine-tune"]
     assert json.loads((run / "metrics.json").read_text())["weights"] == str(weights)
+
+
+def test_demo_images_come_only_from_the_test_split(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    data, run, _ = trained_run
+    code, _, err = run_cli(["demo-images", str(run), str(data), "--out", str(tmp_path / "demo"), "--per-class", "1"])
+    assert code == 0, err
+    test = json.loads((run / "split.json").read_text())["test"]
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert len(names) == 6 and {n.split("-")[1] for n in names} == set(CLASSES)
+    for name in names:
+        _, label, original = name.split("-", 2)
+        assert f"{label}/{original}" in test
+    code, _, err = run_cli(["demo-images", str(run), str(data), "--out", str(tmp_path / "demo")])
+    assert code == 2 and "not empty" in err
