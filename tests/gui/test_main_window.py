@@ -18,7 +18,8 @@ from tests.conftest import TINY_LABELS
 WAIT_MS = 30_000
 
 
-def start_window(qtbot, windows, settings, classifier, factory=None, demo_reason=None):
+def start_window(qtbot, windows, settings, classifier, factory=None, demo_reason=None, capture=True):
+    """The real window, shown and active, with its workers running (``capture=False``: no frames ever)."""
     if factory is None:
         factory, demo_reason = app.choose_source(settings)
     window = app.assemble_window(settings, classifier, factory, demo_reason)
@@ -28,7 +29,10 @@ def start_window(qtbot, windows, settings, classifier, factory=None, demo_reason
     qtbot.waitExposed(window)
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)  # window shortcuts need the active window
-    app.start_workers(window)
+    if capture:
+        app.start_workers(window)
+    else:
+        window.storage.start()
     return window
 
 
@@ -100,16 +104,7 @@ def test_second_key_on_the_same_frame_is_ignored_with_a_hint(
 
 
 def test_key_without_prediction_only_hints(qtbot, windows, make_settings, image_folder, tiny_classifier) -> None:
-    settings = make_settings()
-    factory, _ = app.choose_source(settings)
-    window = app.assemble_window(settings, tiny_classifier, factory, None)
-    windows.append(window)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow)  # window shortcuts need the active window
-    window.storage.start()  # no capture: nothing is ever predicted
+    window = start_window(qtbot, windows, make_settings(), tiny_classifier, capture=False)
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert "No prediction" in window.video.flash_text()
     assert window.storage.pending == 0
