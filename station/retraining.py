@@ -110,8 +110,11 @@ def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) 
 
 def _samples(
     storage: Storage, records: list[DecisionRecord], parent_name: str
-) -> tuple[list[SiteSample], int]:
-    """Site samples, reusing embeddings from the parent's backbone; decisions whose image is gone are skipped."""
+) -> tuple[list[SiteSample], int, str]:
+    """Site samples, reusing embeddings from the parent's backbone; decisions whose image is gone are skipped.
+
+    Also returns the name of the version whose backbone the parent uses (the base-embedding cache key).
+    """
     from training.retrain import SiteSample
 
     lineage = {v.version: (v.mode, v.parent) for v in storage.versions()}
@@ -130,7 +133,7 @@ def _samples(
             skipped += 1
             continue
         samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, holdout=rec.holdout))
-    return samples, skipped
+    return samples, skipped, root or parent_name
 
 
 def _labels(bundle: Path) -> list[str]:
@@ -183,7 +186,7 @@ def run_retrain(
 
         if cancelled():
             raise core.RetrainCancelled("retraining cancelled")
-        samples, skipped = _samples(storage, records, parent_name)
+        samples, skipped, backbone = _samples(storage, records, parent_name)
         if not samples:
             raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
 
@@ -193,7 +196,7 @@ def run_retrain(
             raise TrainingError(f"candidate folder already exists: {out}")
         request = core.RetrainRequest(
             parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
-            base_data_dir=job.base_data_dir, site_share=job.site_share,
+            base_data_dir=job.base_data_dir, site_share=job.site_share, cache_key=backbone,
         )
         try:
             result = core.retrain(request, report, cancelled)

@@ -57,6 +57,7 @@ class RetrainRequest:
     base_data_dir: Path | None = None  # default: the parent's training data folder (its config.json)
     site_share: float = 0.5  # share of the total training weight given to the site's decisions
     l2: float = 1.0
+    cache_key: str | None = None  # models sharing a backbone share base embeddings; default: the parent's name
 
 
 @dataclass
@@ -170,7 +171,7 @@ def base_embeddings(
     parent: Bundle, request: RetrainRequest, progress: Callable[[int, int], None]
 ) -> dict[str, NDArray[Any]]:
     """Embeddings of the parent's base train and test splits, computed once per parent and cached."""
-    cache = request.cache_dir / f"{parent.name}-base-embeddings.npz"
+    cache = request.cache_dir / f"{request.cache_key or parent.name}-base-embeddings.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             return {key: stored[key] for key in stored.files}

@@ -431,6 +431,11 @@ def test_real_fast_retrain_learns_the_site_and_becomes_active(
         assert current_model(storage, run) == ("r1", data_dir / "models" / "r1")
         assert storage.get_version("r1").metrics["gate_passed"] == result["gate_passed"]  # type: ignore[union-attr]
 
+    # r1 keeps the bundled backbone: its own retraining reuses the cached base embeddings.
+    second = run_retrain(RetrainJob(data_dir, run, promote="never", base_data_dir=data))
+    assert second["parent"] == "r1"
+    assert [p.name for p in (data_dir / "cache").iterdir()] == [f"{run.name}-base-embeddings.npz"]
+
 
 def test_real_spawned_child(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
     """The GUI's way: a spawned process runs child_main; events come back through a multiprocessing queue."""
