@@ -98,7 +98,7 @@ def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str],
         return None
     factory, demo_reason = choose_source(settings)
     window = assemble_window(settings, classifier, factory, demo_reason,
-                             retrain_job=lambda: RetrainJob(settings.data_dir, model_dir))
+                             retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode))
     start_workers(window)
     log.info("station %s: model %s, source %s, data in %s", settings.station_name, classifier.version,
              "demo" if demo_reason else settings.source, settings.data_dir)
@@ -156,7 +156,7 @@ def assemble_window(
     classifier: Classifier,
     factory: Callable[[], FrameSource],
     demo_reason: str | None,
-    retrain_job: Callable[[], RetrainJob] | None = None,
+    retrain_job: Callable[[str], RetrainJob] | None = None,
 ) -> MainWindow:
     """Workers, decision desk and window, wired but not started."""
     from station.decisions import DecisionDesk

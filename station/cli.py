@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retrain.add_argument("--data-dir", required=True, type=Path, help="the station's data folder (station.db)")
     retrain.add_argument("--mode", choices=MODES, default="fast",
-                         help="fast: new head on the running model's backbone (default)")
+                         help="fast: new head on the running model's backbone (default); "
+                         "full: fine-tune the top of the backbone on images (minutes)")
     retrain.add_argument("--promote", choices=PROMOTE_POLICIES, default="auto",
                          help="auto: only if the gate passes (default); always; never: keep it a candidate")
     retrain.add_argument("--base-data", type=Path,

@@ -53,10 +53,8 @@ class RetrainJob:
 
 def check_job(job: RetrainJob) -> None:
     """Raise ``TrainingError`` for options this station cannot run."""
-    if job.mode == "full":
-        raise TrainingError("full retraining is not available yet; use --mode fast")
     if job.mode not in MODES:
-        raise TrainingError(f"unknown retraining mode {job.mode!r}; use --mode fast")
+        raise TrainingError(f"unknown retraining mode {job.mode!r}; use --mode fast or --mode full")
     if job.promote not in PROMOTE_POLICIES:
         raise TrainingError(f"unknown promotion policy {job.promote!r}; use one of {', '.join(PROMOTE_POLICIES)}")
     if not 0.0 < job.site_share <= 1.0:
@@ -196,7 +194,7 @@ def run_retrain(
             raise TrainingError(f"candidate folder already exists: {out}")
         request = core.RetrainRequest(
             parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
-            base_data_dir=job.base_data_dir, site_share=job.site_share, cache_key=backbone,
+            base_data_dir=job.base_data_dir, site_share=job.site_share, cache_key=backbone, mode=job.mode,
         )
         try:
             result = core.retrain(request, report, cancelled)

@@ -48,10 +48,10 @@ class MainWindow(QMainWindow):
         inference: InferenceWorker,
         storage: StorageWorker,
         demo_reason: str | None = None,
-        retrain_job: Callable[[], Any] | None = None,
+        retrain_job: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__()
-        self.retrain_job = retrain_job  # makes the job for the Retrain button (None: no retraining)
+        self.retrain_job = retrain_job  # mode -> the job for the Retrain buttons (None: no retraining)
         self.retrain_worker: RetrainWorker | None = None
         self.retrain_dialog: RetrainDialog | None = None
         self.versions_dialog: VersionsDialog | None = None
@@ -111,11 +111,16 @@ class MainWindow(QMainWindow):
         toolbar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.retrain_action = QAction("Retrain (Ctrl+R)", self, shortcut=QKeySequence("Ctrl+R"))
         self.retrain_action.setToolTip("Learn from the stored decisions in the background")
-        self.retrain_action.triggered.connect(self.start_retrain)
-        self.retrain_action.setEnabled(self.retrain_job is not None)
+        self.retrain_action.triggered.connect(lambda: self.start_retrain("fast"))
+        self.full_retrain_action = QAction("Full retrain (Ctrl+Shift+R)", self, shortcut=QKeySequence("Ctrl+Shift+R"))
+        self.full_retrain_action.setToolTip("Fine-tune the top of the backbone on the images too (takes minutes)")
+        self.full_retrain_action.triggered.connect(lambda: self.start_retrain("full"))
+        for action in (self.retrain_action, self.full_retrain_action):
+            action.setEnabled(self.retrain_job is not None)
         self.versions_action = QAction("Model versions… (Ctrl+M)", self, shortcut=QKeySequence("Ctrl+M"))
         self.versions_action.triggered.connect(self.show_versions)
         toolbar.addAction(self.retrain_action)
+        toolbar.addAction(self.full_retrain_action)
         toolbar.addAction(self.versions_action)
         self.addToolBar(toolbar)
 
@@ -252,7 +257,7 @@ class MainWindow(QMainWindow):
 
     # ---- retraining and model versions
 
-    def start_retrain(self) -> None:
+    def start_retrain(self, mode: str = "fast") -> None:
         if self.retrain_job is None:
             return
         if self.retrain_worker is not None:
@@ -260,7 +265,7 @@ class MainWindow(QMainWindow):
             if self.retrain_dialog is not None:
                 self.retrain_dialog.show()
             return
-        worker = RetrainWorker(self.retrain_job())
+        worker = RetrainWorker(self.retrain_job(mode))
         dialog = RetrainDialog(self)
         worker.retrain_progress.connect(dialog.show_progress)
         worker.retrain_finished.connect(self._on_retrain_finished)

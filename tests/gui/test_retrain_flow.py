@@ -29,7 +29,7 @@ def test_retrain_button_progress_result_and_hot_swap(
     store_wrong_decisions(settings.data_dir, image_folder.parent / "site")
     job = RetrainJob(settings.data_dir, run, promote="always", base_data_dir=data)
     factory, _ = app.choose_source(settings)
-    window = app.assemble_window(settings, Classifier.load(run), factory, None, retrain_job=lambda: job)
+    window = app.assemble_window(settings, Classifier.load(run), factory, None, retrain_job=lambda mode: job)
     windows.append(window)
     qtbot.addWidget(window)
     window.show()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,22 @@ def test_gate_rules() -> None:
     assert not gate(metrics(0.5, 0.80), metrics(0.5, 0.80))[0]  # no rise on the site
     assert not gate(metrics(0.5, 0.80), metrics(0.9, 0.78))[0]  # base dropped by 0.02
     assert not gate(metrics(0.5, 0.80, count=0), metrics(0.9, 0.80, count=0))[0]
+
+
+def test_full_retrain_fine_tunes_the_backbone_top_and_scores_on_images(
+    trained_run: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data, run, _ = trained_run
+    events: list[dict] = []
+    request = RetrainRequest(run, site_photos(tmp_path / "site", 5), tmp_path / "models" / "f1", tmp_path / "cache",
+                             base_data_dir=data, mode="full", epochs=2, learning_rate=1e-3)
+    result = retrain(request, events.append)
+    assert any(e["phase"].startswith("fine-tune epoch") for e in events)
+    assert result.counts == {"base_train": 12, "site_train": 24, "site_holdout": 6}
+    assert result.candidate_metrics["decisions"]["count"] == 6
+    assert result.candidate_metrics["base_test"]["count"] == 6
+    parent, candidate = load_bundle(run), load_bundle(result.candidate)
+    changed = [not np.allclose(a, b) for a, b in zip(parent.model.get_weights(), candidate.model.get_weights(),
+                                                       strict=True)]
+    assert any(changed) and not all(changed)  # the top moved, the frozen bottom did not
+    assert json.loads((result.candidate / "config.json").read_text())["mode"] == "full"

@@ -124,11 +124,11 @@ def leftovers(data_dir: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------------------ job, versions
 
 
-def test_job_is_picklable_and_full_mode_is_refused(tmp_path: Path) -> None:
+def test_job_is_picklable_and_bad_options_are_refused(tmp_path: Path) -> None:
     job = RetrainJob(tmp_path / "d", tmp_path / "m", promote="never", base_data_dir=tmp_path / "b")
     assert pickle.loads(pickle.dumps(job)) == job
-    with pytest.raises(TrainingError, match=r"^full retraining is not available yet; use --mode fast$"):
-        run_retrain(RetrainJob(tmp_path / "d", tmp_path / "m", mode="full"))
+    with pytest.raises(TrainingError, match="unknown retraining mode 'quick'"):
+        run_retrain(RetrainJob(tmp_path / "d", tmp_path / "m", mode="quick"))
     with pytest.raises(TrainingError, match="promotion policy"):
         run_retrain(RetrainJob(tmp_path / "d", tmp_path / "m", promote="maybe"))
     assert not (tmp_path / "d").exists()  # refused before touching the data folder
