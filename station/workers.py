@@ -323,9 +323,10 @@ class RetrainWorker(Worker):
 
     CANCEL_GRACE_S = 20.0  # after Cancel, how long the child gets to stop on its own
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: Any, target: Callable[..., None] | None = None) -> None:
         super().__init__()
         self.job = job
+        self.target = target  # the child's entry point; default station.retraining.child_main
         self._cancel_requested = threading.Event()
 
     def cancel(self) -> None:
@@ -339,7 +340,7 @@ class RetrainWorker(Worker):
         context = multiprocessing.get_context("spawn")  # never fork a process with TF or Qt threads
         events = context.Queue()
         cancel = context.Event()
-        process = context.Process(target=child_main, args=(self.job, events, cancel), daemon=True)
+        process = context.Process(target=self.target or child_main, args=(self.job, events, cancel), daemon=True)
         process.start()
         outcome: dict[str, Any] | None = None
         cancelled_at: float | None = None
