@@ -221,13 +221,16 @@ def fit_phases(
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.3, patience=max(1, config.patience // 3), min_lr=1e-7))
         callbacks.append(EpochReporter(phase, first_epoch, progress))
-        print(f"== {phase.name}: {phase.epochs} epoch(s) at {phase.image_size} px, "
-              f"learning rate {phase.learning_rate:g}, augmentation {phase.augment:.2f}, mixup {phase.mixup:.2f}")
+        rate = f"cosine learning rate (peak {phase.learning_rate:g})" if phase.cosine else (
+            f"learning rate {phase.learning_rate:g}")
+        print(f"== {phase.name}: {phase.epochs} epoch(s) at {phase.image_size} px, {rate}, "
+              f"augmentation {phase.augment:.2f}, mixup {phase.mixup:.2f}")
         model.fit(
             train_pipeline(x_train, y_train, sample_weights, num_classes, config.batch_size,
                            phase.augment, phase.mixup, config.seed + first_epoch),
             validation_data=(x_val.astype(np.float32), keras.utils.to_categorical(y_val, num_classes)),
             epochs=phase.epochs,
+            shuffle=False,  # the pipeline shuffles (and says so to Keras)
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
