@@ -17,6 +17,7 @@ def write_json(path: Path, data: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
+    Path(tmp).chmod(0o644)  # mkstemp makes it private; bundles and metrics are meant to be shared
     os.replace(tmp, path)
 
 
@@ -27,3 +28,10 @@ def read_json(path: Path, what: str) -> Any:
         raise TrainingError(f"model bundle {path.parent}: missing {path.name} ({what})") from exc
     except (OSError, ValueError) as exc:
         raise TrainingError(f"model bundle {path.parent}: {path.name} is unreadable: {exc}") from exc
+
+
+def make_work_folder(beside: Path) -> Path:
+    """A hidden folder next to ``beside`` to assemble it in, renamed into place when complete."""
+    work = Path(tempfile.mkdtemp(dir=beside.parent, prefix=f".{beside.name}.partial-"))
+    work.chmod(0o755)  # mkdtemp makes it private
+    return work

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from training.data import load_arrays, load_split
 from training.errors import TrainingError
 from training.evaluate import compute_metrics, label_indices
-from training.files import write_json
+from training.files import make_work_folder, write_json
 from training.head import Head, fit_head, sample_weights
 from training.model import (
     Bundle,
@@ -304,7 +304,7 @@ def base_data_folder(parent: Bundle, request: RetrainRequest) -> Path:
 def write_candidate(parent: Bundle, model: keras.Model, request: RetrainRequest, metrics: dict[str, Any]) -> None:
     """The candidate model with the parent's labels, written beside ``out`` and renamed into place."""
     request.out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=request.out.parent, prefix=f".{request.out.name}.partial-"))
+    work = make_work_folder(request.out)
     try:
         save_bundle_files(model, parent.labels, work)
         write_json(work / "metrics.json", metrics)

@@ -10,7 +10,6 @@ import csv
 import math
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from training.data import (
     stratified_split,
 )
 from training.evaluate import evaluate_bundle, plot_curves
-from training.files import write_json
+from training.files import make_work_folder, write_json
 from training.model import (
     build_model,
     export_model,
@@ -142,7 +141,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> dict[str, An
 
     out = Path(config.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    work = make_work_folder(out)
     try:
         model, rows = fit_phases(config, dataset, split, y_train, y_val, weights, work, progress)
         exported = export_model(model, config.image_size, len(dataset.class_names))
