@@ -75,11 +75,11 @@ def main() -> int:
         result = run_retrain(RetrainJob(data_dir, bundle_dir, promote="auto", base_data_dir=args.base_data))
     print(f"{len(photos)} decisions on a wood background (stored with predictions in {stored:.0f} s)")
     print(f"fast retrain: {result['seconds']:.1f} s; promoted: {result['promoted']} ({result['gate_reason']})")
-    print(f"{'':24}{'accuracy':>10}{'macro-F1':>10}")
+    print(f"{'':30}{'accuracy':>10}{'macro-F1':>10}")
     for part, title in (("decisions", "held-out decisions"), ("base_test", "base test split")):
         for who, key in (("running", "current"), ("candidate", "candidate_metrics")):
             m = result[key][part]
-            print(f"{title + ' ' + who:<24}{m['accuracy']:>10.3f}{m['macro_f1']:>10.3f}   (n={m['count']})")
+            print(f"{title + ', ' + who:<30}{m['accuracy']:>10.3f}{m['macro_f1']:>10.3f}   (n={m['count']})")
     print(json.dumps({k: result[k] for k in ("seconds", "promoted", "gate_reason", "counts")}))
     return 0
 

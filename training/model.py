@@ -112,6 +112,7 @@ class Bundle:
     labels: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    _features: keras.Model | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_size(self) -> int:
@@ -122,9 +123,11 @@ class Bundle:
         return self.path.name
 
     def feature_model(self) -> keras.Model:
-        """Same weights, two outputs: (embedding, probabilities)."""
-        embedding = self.model.get_layer(EMBEDDING_LAYER).output
-        return keras.Model(self.model.input, [embedding, self.model.output])
+        """Same weights, two outputs: (embedding, probabilities). Built once: each new model retraces."""
+        if self._features is None:
+            embedding = self.model.get_layer(EMBEDDING_LAYER).output
+            self._features = keras.Model(self.model.input, [embedding, self.model.output])
+        return self._features
 
 
 def save_bundle_files(model: keras.Model, labels: list[str], folder: Path) -> None:

@@ -253,16 +253,21 @@ def train_pipeline(
     labels = keras.utils.to_categorical(y, num_classes).astype(np.float32)
     data = tf.data.Dataset.from_tensor_slices((x, labels, sample_weights))
     data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    if augment > 0:
-        layers = augmenter(augment, seed)
-        data = data.map(
-            lambda a, b, c: (tf.clip_by_value(layers(tf.cast(a, tf.float32), training=True), 0.0, 255.0), b, c),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    else:
-        data = data.map(lambda a, b, c: (tf.cast(a, tf.float32), b, c))
+    # Named functions, not lambdas: AutoGraph cannot tell several lambdas apart in one source region.
+    layers = augmenter(augment, seed) if augment > 0 else None
+
+    def to_float(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        images = tf.cast(images, tf.float32)
+        if layers is not None:
+            images = tf.clip_by_value(layers(images, training=True), 0.0, 255.0)
+        return images, labels, weights
+
+    def mix(images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return mixup(images, labels, weights, mixup_alpha)
+
+    data = data.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if mixup_alpha > 0:
-        data = data.map(lambda a, b, c: mixup(a, b, c, mixup_alpha), num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
 
 
