@@ -200,3 +200,14 @@ def test_history_relabel_and_delete(qtbot, windows, make_settings, image_folder,
     assert rows(settings.data_dir) == []
     assert not (settings.data_dir / row.image_path).exists()
     assert window.history.ids() == []
+
+
+def test_a_model_that_fails_to_load_keeps_the_running_one(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, tmp_path
+) -> None:
+    window = start_window(qtbot, windows, make_settings(), tiny_classifier)
+    broken = tmp_path / "broken-bundle"
+    broken.mkdir()
+    window.use_model(broken, "r9", activate=True)
+    qtbot.waitUntil(lambda: "Model r9 not used" in window.video.flash_text(), timeout=WAIT_MS)
+    assert window.inference.classifier is tiny_classifier
