@@ -47,7 +47,7 @@ def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | 
         probe.open()
         probe.close()
     except CameraError as exc:
-        reason = f"{exc}. Showing the demo images in {DEMO_DIR}."
+        reason = str(exc)
         log.warning("source %s unavailable, using the demo feed: %s", settings.source, exc)
         interval = settings.interval or 2.0
         return (lambda: FolderSource(DEMO_DIR, interval)), reason

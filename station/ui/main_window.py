@@ -224,7 +224,7 @@ class MainWindow(QMainWindow):
         if state == LOST:
             self.video.set_banner(f"Camera lost: {detail} — reconnecting…")
         elif self.demo_reason:
-            self.video.set_banner(f"DEMO FEED — {self.demo_reason}", DEMO_YELLOW)
+            self.video.set_banner(f"DEMO FEED: bundled demo images — {self.demo_reason}", DEMO_YELLOW)
         else:
             self.video.set_banner(None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from station.ui.colors import text_color_on
@@ -170,8 +170,11 @@ class VideoView(QWidget):
         rect = QRectF(0, y, self.width(), 40 * scale)
         painter.fillRect(rect, color)
         painter.setPen(text_color_on(color))
-        painter.setFont(self._font(15 * scale, bold=True))
-        painter.drawText(rect.adjusted(12, 0, -12, 0), Qt.AlignmentFlag.AlignCenter, text)
+        font = self._font(15 * scale, bold=True)
+        painter.setFont(font)
+        inner = rect.adjusted(12, 0, -12, 0)
+        elided = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, int(inner.width()))
+        painter.drawText(inner, Qt.AlignmentFlag.AlignCenter, elided)
 
     def _pill(self, painter: QPainter, rect: QRectF, text: str, color: QColor, size: float) -> None:
         painter.setPen(Qt.PenStyle.NoPen)
