@@ -199,7 +199,7 @@ def retrain_full(
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
     model.fit(
         train_pipeline(x, y, weights, len(labels), request.batch_size, augment=0.8, mixup_alpha=0.0, seed=0),
-        validation_data=(x_val, y_val), epochs=request.epochs, verbose=0,
+        validation_data=(x_val, y_val), epochs=request.epochs, verbose=0, shuffle=False,  # the pipeline shuffles
         callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
                    EpochProgress(step, request.epochs + 2, cancelled)],
     )

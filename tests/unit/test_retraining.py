@@ -348,8 +348,9 @@ def test_child_main_reports_cancel_and_errors(
     child_main(RetrainJob(data_dir, bundle), events, cancel)
     assert drain(events)[-1] == {"type": "cancelled"}
 
-    child_main(RetrainJob(data_dir, bundle, mode="full"), events, threading.Event())
-    assert drain(events) == [{"type": "error", "message": "full retraining is not available yet; use --mode fast"}]
+    child_main(RetrainJob(data_dir, bundle, mode="quick"), events, threading.Event())
+    assert drain(events) == [
+        {"type": "error", "message": "unknown retraining mode 'quick'; use --mode fast or --mode full"}]
 
     stub(monkeypatch, FakeCore(fail=ValueError("bad shape")))
     with caplog.at_level(logging.ERROR, logger="station.retraining"):
@@ -382,8 +383,8 @@ def test_cli_errors_exit_2(
     station_dir: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir, bundle = station_dir
-    assert entry(["retrain", "--data-dir", str(data_dir), "--model", str(bundle), "--mode", "full"]) == 2
-    assert capsys.readouterr().err.strip() == "error: full retraining is not available yet; use --mode fast"
+    assert entry(["retrain", "--data-dir", str(data_dir), "--model", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: model bundle not found: {tmp_path / 'nowhere'} (version nowhere)"
     assert entry(["retrain", "--data-dir", str(tmp_path / "empty"), "--model", str(bundle)]) == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: no decisions stored yet in") and out == ""
