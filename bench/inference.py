@@ -31,21 +31,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
+from bench.common import bundle_or_exit  # noqa: E402
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot  # noqa: E402
 from station.inference import Classifier  # noqa: E402
-from station.settings import MODELS_DIR, SettingsError, bundled_model_dir  # noqa: E402
+from station.settings import MODELS_DIR  # noqa: E402
 from training.errors import TrainingError  # noqa: E402
 
 GOAL_RATIO = 1.2
-
-
-def default_bundle() -> Path:
-    """The bundled model; SystemExit(1) with the reason when there is not exactly one."""
-    try:
-        return bundled_model_dir()
-    except SettingsError as exc:
-        print(f"{exc}; pass --bundle PATH", file=sys.stderr)
-        raise SystemExit(1) from exc
 
 
 def synthetic_frames(width: int, height: int, count: int = 8) -> list[NDArray[np.uint8]]:
@@ -225,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
 
-    bundle_path = args.bundle or default_bundle()
+    bundle_path = bundle_or_exit(args.bundle)
     start = time.perf_counter()
     try:
         classifier = Classifier.load(bundle_path)

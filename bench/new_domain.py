@@ -25,14 +25,12 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 from numpy.typing import NDArray  # noqa: E402
 
+from bench.common import DEFAULT_DATA, bundle_or_exit  # noqa: E402
 from station.inference import Classifier  # noqa: E402
 from station.retraining import RetrainJob, run_retrain  # noqa: E402
-from station.settings import SettingsError, bundled_model_dir  # noqa: E402
 from station.storage import NewDecision, Storage  # noqa: E402
 from training.data import load_split  # noqa: E402
 from training.preprocess import load_rgb  # noqa: E402
-
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "trashnet"
 
 
 def wood_background(image: NDArray[np.uint8], seed: int) -> NDArray[np.uint8]:
@@ -55,11 +53,7 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--base-data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    try:
-        bundle_dir = args.bundle or bundled_model_dir()
-    except SettingsError as exc:
-        print(f"{exc}; pass --bundle", file=sys.stderr)
-        return 1
+    bundle_dir = bundle_or_exit(args.bundle)
     classifier = Classifier.load(bundle_dir)
     photos = load_split(bundle_dir / "split.json")["val"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,15 +24,13 @@ if str(ROOT) not in sys.path:  # run as a plain script from anywhere
 
 import numpy as np  # noqa: E402
 
+from bench.common import DEFAULT_DATA, bundle_or_exit  # noqa: E402
 from station.retraining import RetrainJob, run_retrain  # noqa: E402
-from station.settings import SettingsError, bundled_model_dir  # noqa: E402
 from station.storage import NewDecision, Storage  # noqa: E402
 from training.data import scan_dataset  # noqa: E402
 from training.model import load_bundle  # noqa: E402
 from training.preprocess import load_prepared, load_rgb  # noqa: E402
 from training.retrain import embed  # noqa: E402
-
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "trashnet"
 
 
 def fill(data_dir: Path, bundle_dir: Path, photos: Path, count: int, seed: int = 0) -> None:
@@ -62,11 +60,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000])
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     args = parser.parse_args()
-    try:
-        bundle_dir = args.bundle or bundled_model_dir()
-    except SettingsError as exc:
-        print(f"{exc}; pass --bundle", file=sys.stderr)
-        return 1
+    bundle_dir = bundle_or_exit(args.bundle)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
