@@ -40,6 +40,8 @@ def test_retrain_button_progress_result_and_hot_swap(
     window.retrain_action.trigger()
     worker = window.retrain_worker
     assert worker is not None and window.retrain_dialog.isVisible()
+    window.retrain_action.trigger()  # a second click while one runs starts nothing
+    assert window.retrain_worker is worker and "already running" in window.video.flash_text()
     with qtbot.waitSignal(worker.retrain_finished, timeout=RETRAIN_MS) as finished:
         pass
     result = finished.args[0]
