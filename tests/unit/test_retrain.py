@@ -95,3 +95,18 @@ def test_full_retrain_fine_tunes_the_backbone_top_and_scores_on_images(
                                                        strict=True)]
     assert any(changed) and not all(changed)  # the top moved, the frozen bottom did not
     assert json.loads((result.candidate / "config.json").read_text())["mode"] == "full"
+
+
+def test_base_data_recorded_relative_to_the_bundle_is_found(
+    trained_run: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    import shutil
+
+    data, run, _ = trained_run
+    bundle = tmp_path / "bundles" / "moved"
+    shutil.copytree(run, bundle)
+    shutil.copytree(data, tmp_path / "data")
+    config = json.loads((bundle / "config.json").read_text())
+    (bundle / "config.json").write_text(json.dumps({**config, "data_dir": "../../data"}))
+    result = retrain(RetrainRequest(bundle, site_photos(tmp_path / "site", 5), tmp_path / "v2", tmp_path / "cache"))
+    assert result.counts["base_train"] == 12
