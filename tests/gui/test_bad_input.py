@@ -75,5 +75,5 @@ def test_locked_database_retries_and_saves_once_released(
             blocker.close()
     [row] = rows(settings.data_dir)
     assert (settings.data_dir / row.image_path).is_file()
-    assert window.storage.pending == 0
+    qtbot.waitUntil(lambda: window.storage.pending == 0, timeout=WAIT_MS)  # counted down after the signal
     qtbot.waitUntil(lambda: window.video.notice_text() == "", timeout=WAIT_MS)
