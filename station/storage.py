@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from hashlib import sha256 as _sha256
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,9 @@ class DecisionRecord:
 
 
 def _record(row: Decision) -> DecisionRecord:
-    emb = None if row.embedding is None else np.frombuffer(row.embedding, dtype=_EMBEDDING_DTYPE).astype(np.float32)
+    # A query may leave the embedding unloaded (``defer``): it then reads as None instead of loading lazily.
+    raw = None if "embedding" in inspect(row).unloaded else row.embedding
+    emb = None if raw is None else np.frombuffer(raw, dtype=_EMBEDDING_DTYPE).astype(np.float32)
     return DecisionRecord(
         id=row.id,
         image_path=row.image_path,
@@ -248,6 +250,13 @@ def _version_record(row: ModelVersion) -> VersionRecord:
 def is_holdout(sha256: str) -> bool:
     """A fixed ~20% of images are kept out of retraining to evaluate candidates; derived from content, never changed."""
     return int(sha256[:8], 16) % 5 == 0
+
+
+def local_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """Local midnight of ``day`` and of the next day, as aware datetimes (each asks the system zone: DST-safe)."""
+    start = datetime.combine(day, time.min).astimezone()
+    end = datetime.combine(day + timedelta(days=1), time.min).astimezone()
+    return start, end
 
 
 def derive_kind(predicted_label: str | None, operator_label: str) -> str:
@@ -616,6 +625,39 @@ class Storage:
             query = query.where(Decision.holdout == holdout)
         return self._records(query)
 
+    def decisions(
+        self,
+        since: date | None = None,
+        until: date | None = None,
+        model_version: str | None = None,
+        with_embeddings: bool = False,
+    ) -> list[DecisionRecord]:
+        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version.
+
+        Embeddings are left out unless asked for (statistics and export do not need ~5 KB per row).
+        """
+        query = select(Decision).order_by(Decision.id)
+        if not with_embeddings:
+            query = query.options(defer(Decision.embedding))
+        if since is not None:
+            query = query.where(Decision.created_at >= local_day_bounds(since)[0])
+        if until is not None:
+            query = query.where(Decision.created_at < local_day_bounds(until)[1])
+        if model_version is not None:
+            query = query.where(Decision.model_version == model_version)
+        return self._records(query)
+
+    def review_queue(self, limit: int = 200) -> list[DecisionRecord]:
+        """Decisions with a prediction, least confident first (ties: oldest first); imports have none."""
+        query = (
+            select(Decision)
+            .options(defer(Decision.embedding))
+            .where(Decision.confidence.is_not(None))
+            .order_by(Decision.confidence, Decision.id)
+            .limit(max(0, limit))
+        )
+        return self._records(query)
+
     def find_sha256(self, sha256: str) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))
         return found[0] if found else None
@@ -629,9 +671,7 @@ class Storage:
     def count_today(self, now: datetime | None = None) -> int:
         """Decisions made since local midnight (``now`` naive = local time; default: the clock)."""
         local = (now or datetime.now()).astimezone()
-        # combine() + astimezone() asks the system zone for each midnight, so DST days have the right offset.
-        start = datetime.combine(local.date(), time.min).astimezone()
-        end = datetime.combine(local.date() + timedelta(days=1), time.min).astimezone()
+        start, end = local_day_bounds(local.date())
         in_day = (Decision.created_at >= start) & (Decision.created_at < end)
         query = select(func.count()).select_from(Decision).where(in_day)
         return self._read(lambda s: s.scalar(query))
