@@ -2,4 +2,5 @@ import sys
 
 from station.cli import entry
 
-sys.exit(entry())  # "python -m station retrain ..." -> station.cli.main; anything else -> the GUI (station.app.main)
+# "python -m station retrain|export|import ..." -> station.cli.main; anything else -> the GUI (station.app.main)
+sys.exit(entry())

@@ -1,6 +1,7 @@
-"""``python -m station retrain``: retrain on the stored decisions from the shell (no Qt, no window).
+"""``python -m station retrain|export|import``: the stored decisions from the shell (no Qt, no window).
 
-``entry`` is the ``station`` command: ``station retrain ...`` comes here, anything else starts the GUI.
+``entry`` is the ``station`` command: ``station retrain|export|import ...`` come here, anything else starts the GUI.
+The commands only parse, call the plain functions (retraining, export, import_folder) and print.
 """
 
 from __future__ import annotations
@@ -9,14 +10,25 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, run_retrain
+from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, current_model, run_retrain
 from station.settings import SettingsError, bundled_model_dir
-from station.storage import StorageError
+from station.storage import DB_NAME, Storage, StorageError
 from training.errors import TrainingError
+
+COMMANDS = ("retrain", "export", "import")
+IMPORT_PROGRESS_EVERY = 100  # files between progress lines on stderr
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
                          help="base dataset folder (default: the one the running model was trained on)")
     retrain.add_argument("--model", type=Path,
                          help="bundle used while no version is active yet (default: the bundled model)")
+
+    export = commands.add_parser(
+        "export", help="write the decisions as a class-per-folder dataset plus decisions.csv",
+        description="Copy each decision's image into OUT/<operator label>/<id>-<sha256[:8]>.png and write every "
+        "exported row to OUT/decisions.csv (all columns but the embedding; created_at in ISO 8601 UTC, "
+        "probabilities as JSON, holdout 0/1). 'python -m training train OUT' accepts OUT as it is. Decisions "
+        "whose image file is missing are listed on stderr and left out. The data folder is only read.",
+    )
+    export.add_argument("--data-dir", required=True, type=Path, help="the station's data folder (station.db)")
+    export.add_argument("--out", required=True, type=Path,
+                        help="folder to write; must be empty or new, outside the data folder")
+    export.add_argument("--since", type=iso_date, help="first local day to include, YYYY-MM-DD")
+    export.add_argument("--until", type=iso_date, help="last local day to include, YYYY-MM-DD")
+    export.add_argument("--force", action="store_true",
+                        help="replace a non-empty OUT (rebuilt beside it, then swapped: no stale files remain)")
+
+    imports = commands.add_parser(
+        "import", help="add a folder of labelled images (one sub-folder per class) as decisions",
+        description="Store every image of FOLDER's class sub-folders as a decision of kind 'imported' (no "
+        "prediction; the folder name is the operator's label, dated by the file's modification time). Only the "
+        "running model's classes are imported; other folders, unreadable files and images already stored are "
+        "reported and skipped, so running the same import again adds nothing. Photos larger than 1024 px on "
+        "their long side are downscaled to 1024 px (area interpolation) before they are stored as PNG.",
+    )
+    imports.add_argument("--data-dir", required=True, type=Path, help="the station's data folder (station.db)")
+    imports.add_argument("folder", type=Path, help="folder with one sub-folder per class")
+    imports.add_argument("--model", type=Path,
+                         help="bundle whose classes are used while no version is active yet "
+                         "(default: the bundled model)")
+    imports.add_argument("--station", default="import", help="station name recorded on the rows (default: import)")
     return parser
 
 
@@ -50,7 +92,13 @@ def format_progress(event: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "retrain": run_retrain_command, "export": run_export, "import": run_import,
+    }
+    return commands[args.command](args)
 
+
+def run_retrain_command(args: argparse.Namespace) -> int:
     def progress(event: dict[str, Any]) -> None:
         print(format_progress(event), file=sys.stderr, flush=True)
 
@@ -73,10 +121,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _open_existing(data_dir: Path) -> Storage:
+    # Exporting from a mistyped path must not create an empty data folder there.
+    if not (data_dir / DB_NAME).is_file():
+        raise StorageError(f"no station database ({DB_NAME}) in {data_dir}")
+    return Storage(data_dir)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from station.export import ExportError, export_decisions
+
+    try:
+        with _open_existing(args.data_dir.expanduser()) as storage:
+            result = export_decisions(storage, args.out, since=args.since, until=args.until, force=args.force)
+    except (ExportError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for decision_id, image in result.missing:
+        print(f"decision {decision_id}: image file missing, skipped: {image}", file=sys.stderr)
+    print(f"exported {result.rows} decision(s) to {result.out}")
+    width = max((len(label) for label in result.counts), default=0)
+    for label, n in result.counts.items():
+        print(f"  {label:<{width}}  {n}")
+    print(f"CSV: {result.csv_path}")
+    if result.missing:
+        print(f"skipped {len(result.missing)} decision(s) whose image file is missing (listed on stderr)")
+    if not result.rows:
+        print("nothing to train on: no decision in the chosen days")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from station.import_folder import MAX_SIDE, bundle_labels, check_import_folder, import_folder
+
+    def progress(done: int, total: int) -> None:
+        if done % IMPORT_PROGRESS_EVERY == 0 or done == total:
+            print(f"import {done}/{total} files", file=sys.stderr, flush=True)
+
+    folder = args.folder.expanduser()
+    try:
+        check_import_folder(folder)  # before the data folder is opened (and maybe created)
+        default_model = args.model.expanduser() if args.model else bundled_model_dir()
+        with Storage(args.data_dir.expanduser()) as storage:
+            model_name, bundle = current_model(storage, default_model)
+            labels = bundle_labels(bundle)
+            result = import_folder(storage, folder, labels, station=args.station, progress=progress)
+    except (TrainingError, StorageError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the images added so far stay (running the import again skips them)", file=sys.stderr)
+        return 130
+    for name, n in result.unknown.items():
+        print(f"unknown class folder {name!r} ({n} image(s)) skipped", file=sys.stderr)
+    for rel, reason in result.bad_files:
+        print(f"bad file {rel} skipped: {reason}", file=sys.stderr)
+    print(f"imported {result.total_added} image(s) from {result.folder} (classes of model {model_name})")
+    width = max((len(label) for label in result.added), default=0)
+    for label, n in result.added.items():
+        print(f"  {label:<{width}}  {n}")
+    print(f"duplicates skipped: {len(result.duplicates)}")
+    unknown = ", ".join(f"{name} ({n})" for name, n in result.unknown.items()) or "none"
+    print(f"unknown classes skipped: {unknown}" + (f"; known: {', '.join(labels)}" if result.unknown else ""))
+    print(f"bad files skipped: {len(result.bad_files)}")
+    if result.downscaled:
+        print(f"downscaled to {MAX_SIDE} px on the long side: {result.downscaled}")
+    return 0
+
+
 def entry(argv: Sequence[str] | None = None) -> int:
-    """The ``station`` command: ``retrain ...`` runs here; anything else starts the GUI exactly as before."""
+    """The ``station`` command: ``retrain|export|import ...`` run here; anything else starts the GUI as before."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["retrain"]:
+    if args[:1] and args[0] in COMMANDS:
         return main(args)
     from station.app import main as gui_main
 

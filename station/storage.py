@@ -658,6 +658,11 @@ class Storage:
         )
         return self._records(query)
 
+    def decision_versions(self) -> list[str]:
+        """Every model version that made a stored decision (some may predate the version registry)."""
+        query = select(Decision.model_version).where(Decision.model_version.is_not(None)).distinct()
+        return self._read(lambda s: list(s.scalars(query)))
+
     def find_sha256(self, sha256: str) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))
         return found[0] if found else None

@@ -23,6 +23,7 @@ from PySide6.QtCore import QThread, Signal
 
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier
+from station.statistics import StatsFilter, compute_statistics
 from station.storage import DecisionRecord, NewDecision, Storage, StorageError, is_transient
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,12 @@ class StorageWorker(Worker):
     storage_failed = Signal(str)  # a write that cannot succeed (dropped, nothing saved)
     version_activated = Signal(object)  # VersionRecord
     versions_listed = Signal(object)  # list[VersionRecord], newest first
+    statistics_ready = Signal(object, object)  # Statistics, every model version name (for the filter)
+    review_ready = Signal(object)  # list[HistoryEntry], least confident first
 
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
     HISTORY_LENGTH = 20
+    REVIEW_THUMBNAIL = 128
 
     def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000) -> None:
         super().__init__()
@@ -206,6 +210,12 @@ class StorageWorker(Worker):
 
     def discard_version(self, name: str) -> None:
         self._submit("discard", name)
+
+    def request_statistics(self, wanted: StatsFilter, labels: tuple[str, ...]) -> None:
+        self._submit("statistics", (wanted, labels))
+
+    def request_review(self, limit: int) -> None:
+        self._submit("review", limit)
 
     def version_dir(self, record: Any) -> Path:
         """A version's bundle folder (stored relative to the data folder when inside it)."""
@@ -291,6 +301,19 @@ class StorageWorker(Worker):
             storage.set_version_status(payload, "discarded")
             self.versions_listed.emit(storage.versions())
             return
+        elif kind == "statistics":
+            wanted, labels = payload
+            records = storage.decisions(wanted.since, wanted.until, wanted.model_version)
+            names = sorted({v.version for v in storage.versions()} | set(storage.decision_versions()))
+            self.statistics_ready.emit(compute_statistics(records, labels), names)
+            return
+        elif kind == "review":
+            entries = [
+                HistoryEntry(r, self._load_thumbnail(storage.image_file(r), self.REVIEW_THUMBNAIL))
+                for r in storage.review_queue(payload)
+            ]
+            self.review_ready.emit(entries)
+            return
         self._emit_history(storage)
 
     def _emit_history(self, storage: Storage) -> None:
@@ -302,11 +325,13 @@ class StorageWorker(Worker):
         self.history_changed.emit(entries, storage.count_today())
 
     @staticmethod
-    def _load_thumbnail(path: Path) -> NDArray[np.uint8]:
-        image = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_4)
+    def _load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
+        # Decode at a half or a quarter of the size: enough for the tile, much faster for camera frames.
+        reduced = cv2.IMREAD_REDUCED_COLOR_2 if size > THUMBNAIL_SIZE else cv2.IMREAD_REDUCED_COLOR_4
+        image = cv2.imread(str(path), reduced)
         if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
-            return np.full((THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3), 128, np.uint8)
-        return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            return np.full((size, size, 3), 128, np.uint8)
+        return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
 
 
 class RetrainWorker(Worker):

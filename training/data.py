@@ -53,11 +53,13 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def scan_dataset(root: str | Path, check_images: bool = True) -> FolderDataset:
+def scan_dataset(root: str | Path, check_images: bool = True, allow_empty: bool = False) -> FolderDataset:
     """List every image of every class folder, decoding each so bad files are found up front.
 
     Stray files beside the class folders are ignored; hidden files are skipped; any other
     file that does not decode (wrong type, zero bytes, truncated) is reported and left out.
+    A class folder without usable images is an error unless ``allow_empty`` (the station's
+    import reports it instead of refusing the whole folder).
     """
     root = Path(root)
     folders = class_folders(root)
@@ -75,7 +77,7 @@ def scan_dataset(root: str | Path, check_images: bool = True) -> FolderDataset:
                 items.append((rel, label))
     dataset = FolderDataset(root, [f.name for f in folders], items, bad)
     empty = [name for name, n in dataset.counts().items() if n == 0]
-    if empty:
+    if empty and not allow_empty:
         raise TrainingError(f"class folder(s) with no usable images in {root}: {', '.join(empty)}")
     return dataset
 

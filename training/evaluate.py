@@ -69,8 +69,22 @@ def evaluate_images(
 
 
 def plot_confusion(matrix: NDArray[np.int64], labels: list[str], path: Path) -> None:
-    """Counts, with each row shaded by its share of the true class (recall on the diagonal)."""
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
+    draw_confusion(fig, matrix, labels)
+    fig.savefig(path, dpi=110)
+
+
+def draw_confusion(
+    fig: Figure,
+    matrix: NDArray[np.int64],
+    labels: list[str],
+    true_name: str = "true",
+    predicted_name: str = "predicted",
+) -> None:
+    """Counts, with each row shaded by its share of the true class (recall on the diagonal).
+
+    Draws into ``fig`` (a new axes plus colour bar): the training reports and the station's statistics share it.
+    """
     ax = fig.add_subplot()
     totals = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
@@ -79,11 +93,10 @@ def plot_confusion(matrix: NDArray[np.int64], labels: list[str], path: Path) -> 
         ax.text(j, i, str(count), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (shade: share of true class)")
+    ax.set_xlabel(predicted_name)
+    ax.set_ylabel(true_name)
+    ax.set_title("Confusion matrix (shade: share of each row)")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.savefig(path, dpi=110)
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:

@@ -20,6 +20,8 @@ from station.ui.colors import class_color
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
 from station.ui.retrain_dialog import RetrainDialog
+from station.ui.review_dialog import ReviewDialog
+from station.ui.statistics_view import StatisticsView
 from station.ui.versions_dialog import VersionsDialog
 from station.ui.video_view import Overlay, VideoView
 from station.workers import (
@@ -36,6 +38,8 @@ OK_GREEN = QColor("#27ae60")
 HINT_GREY = QColor("#555555")
 WARN_ORANGE = QColor("#e67e22")
 DEMO_YELLOW = QColor("#f1c40f")
+
+REVIEW_LENGTH = 200  # decisions in the review queue
 
 KEYS_HELP = "Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo · F freeze · Ctrl+Q quit"
 
@@ -55,6 +59,8 @@ class MainWindow(QMainWindow):
         self.retrain_worker: RetrainWorker | None = None
         self.retrain_dialog: RetrainDialog | None = None
         self.versions_dialog: VersionsDialog | None = None
+        self.statistics_view: StatisticsView | None = None
+        self.review_dialog: ReviewDialog | None = None
         self.loaders: list[Worker] = []
         self.desk = desk
         self.capture = capture
@@ -103,6 +109,8 @@ class MainWindow(QMainWindow):
             self.status_labels[name] = label
         self.status_timer = QTimer(self, interval=500, timeout=self._refresh_status)
         self.status_timer.start()
+        self.statistics_timer = QTimer(self, interval=1000, singleShot=True)
+        self.statistics_timer.timeout.connect(lambda: self.statistics_view and self.statistics_view.refresh())
         self._refresh_status()
 
     def _build_toolbar(self) -> None:
@@ -119,9 +127,18 @@ class MainWindow(QMainWindow):
             action.setEnabled(self.retrain_job is not None)
         self.versions_action = QAction("Model versions… (Ctrl+M)", self, shortcut=QKeySequence("Ctrl+M"))
         self.versions_action.triggered.connect(self.show_versions)
+        self.statistics_action = QAction("Statistics… (Ctrl+I)", self, shortcut=QKeySequence("Ctrl+I"))
+        self.statistics_action.setToolTip("Decisions per class, model/operator agreement, confusion matrix, trend")
+        self.statistics_action.triggered.connect(self.show_statistics)
+        self.review_action = QAction("Review queue… (Ctrl+U)", self, shortcut=QKeySequence("Ctrl+U"))
+        self.review_action.setToolTip("Stored decisions, least confident first, to check and relabel")
+        self.review_action.triggered.connect(self.show_review)
         toolbar.addAction(self.retrain_action)
         toolbar.addAction(self.full_retrain_action)
         toolbar.addAction(self.versions_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.statistics_action)
+        toolbar.addAction(self.review_action)
         self.addToolBar(toolbar)
 
     def _bind_keys(self) -> None:
@@ -152,6 +169,8 @@ class MainWindow(QMainWindow):
         self.storage.storage_failed.connect(self._on_storage_failed)
         self.storage.version_activated.connect(self._on_version_activated)
         self.storage.versions_listed.connect(self._on_versions_listed)
+        self.storage.statistics_ready.connect(self._on_statistics_ready)
+        self.storage.review_ready.connect(self._on_review_ready)
         for worker in (self.capture, self.inference, self.storage):
             worker.errored.connect(self._on_worker_errored)
         self.buttons.label_chosen.connect(self.choose)
@@ -232,13 +251,20 @@ class MainWindow(QMainWindow):
         verb = "Confirmed" if record.kind == "confirmed" else "Corrected to"
         self.video.flash(f"✔ {verb} {record.operator_label}  (#{record.id})", OK_GREEN)
         self.video.set_notice(None)
+        self._statistics_changed()
 
     def _on_decision_removed(self, record: DecisionRecord) -> None:
         self.desk.undone()
         self.video.flash(f"Removed #{record.id} ({record.operator_label})", WARN_ORANGE)
+        if self.review_dialog is not None:
+            self.review_dialog.remove(record)
+        self._statistics_changed()
 
     def _on_decision_relabelled(self, record: DecisionRecord) -> None:
         self.video.flash(f"#{record.id} relabelled as {record.operator_label}", OK_GREEN)
+        if self.review_dialog is not None:
+            self.review_dialog.show_relabelled(record)
+        self._statistics_changed()
 
     def _on_history_changed(self, entries: list[HistoryEntry], today: int) -> None:
         self.history.show_entries(entries)
@@ -325,6 +351,39 @@ class MainWindow(QMainWindow):
             self.versions_dialog.show_versions(records)
             self.versions_dialog.select(self.inference.classifier.version)
 
+    # ---- statistics and review
+
+    def show_statistics(self) -> None:
+        if self.statistics_view is None:
+            self.statistics_view = StatisticsView(self)
+            self.statistics_view.refresh_requested.connect(
+                lambda wanted: self.storage.request_statistics(wanted, self.inference.classifier.labels))
+        self.statistics_view.show()
+        self.statistics_view.raise_()
+        self.statistics_view.refresh()
+
+    def _statistics_changed(self) -> None:
+        # Many decisions in a row ask once: the timer restarts on each and fires a second after the last.
+        if self.statistics_view is not None and self.statistics_view.isVisible():
+            self.statistics_timer.start()
+
+    def _on_statistics_ready(self, stats: Any, versions: list[str]) -> None:
+        if self.statistics_view is not None:
+            self.statistics_view.show_statistics(stats, versions)
+
+    def show_review(self) -> None:
+        if self.review_dialog is None:
+            self.review_dialog = ReviewDialog(self.desk.labels, self.desk.threshold, self)
+            self.review_dialog.relabel_requested.connect(self.storage.relabel)
+            self.review_dialog.reload_requested.connect(lambda: self.storage.request_review(REVIEW_LENGTH))
+        self.review_dialog.show()
+        self.review_dialog.raise_()
+        self.storage.request_review(REVIEW_LENGTH)
+
+    def _on_review_ready(self, entries: list[HistoryEntry]) -> None:
+        if self.review_dialog is not None:
+            self.review_dialog.show_entries(entries)
+
     # ---- status
 
     def _refresh_status(self) -> None:
@@ -356,6 +415,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.status_timer.stop()
+        self.statistics_timer.stop()
         self.shutdown()
         event.accept()
 

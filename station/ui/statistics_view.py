@@ -1,0 +1,185 @@
+"""The supervisor's view: counts per class, agreement, confusion matrix and agreement over time."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateEdit,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from station.statistics import Statistics, StatsFilter
+from training.evaluate import draw_confusion
+
+ALL_VERSIONS = "All versions"
+RANGES = ("All time", "Today", "Last 7 days", "Last 30 days", "Custom")
+COLUMNS = ("class", "today", "in range", "agreement")
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def range_dates(choice: str, today: date, custom: tuple[date, date]) -> tuple[date | None, date | None]:
+    """The (since, until) days of a range choice; both included."""
+    if choice == "Today":
+        return today, today
+    if choice == "Last 7 days":
+        return today - timedelta(days=6), today
+    if choice == "Last 30 days":
+        return today - timedelta(days=29), today
+    if choice == "Custom":
+        return custom
+    return None, None
+
+
+class StatisticsView(QDialog):
+    """Asks for statistics with ``refresh_requested`` and shows what ``show_statistics`` receives."""
+
+    refresh_requested = Signal(object)  # StatsFilter
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Statistics")
+        self.resize(1200, 820)
+        self.statistics: Statistics | None = None
+
+        self.version_box = QComboBox()
+        self.version_box.addItem(ALL_VERSIONS)
+        self.range_box = QComboBox()
+        self.range_box.addItems(RANGES)
+        today = QDate.currentDate()
+        self.since_edit = QDateEdit(today.addDays(-6), calendarPopup=True)
+        self.until_edit = QDateEdit(today, calendarPopup=True)
+        refresh = QPushButton("Refresh (F5)")
+        refresh.clicked.connect(self.refresh)
+        for box in (self.version_box, self.range_box):
+            box.currentIndexChanged.connect(self.refresh)
+        for edit in (self.since_edit, self.until_edit):
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.dateChanged.connect(self.refresh)
+        self.range_box.currentIndexChanged.connect(self._enable_dates)
+        filters = QHBoxLayout()
+        for widget in (QLabel("Model version"), self.version_box, QLabel("Dates"), self.range_box,
+                       self.since_edit, QLabel("to"), self.until_edit):
+            filters.addWidget(widget)
+        filters.addStretch(1)
+        filters.addWidget(refresh)
+
+        self.summary = QLabel("Loading…")
+        self.summary.setStyleSheet("font-size: 16px; padding: 4px;")
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setToolTip("agreement: share of the class's decisions where the model predicted that class")
+        self.confusion_figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+        self.confusion_canvas = FigureCanvasQTAgg(self.confusion_figure)
+        self.timeline_figure = Figure(figsize=(11, 3), layout="constrained")
+        self.timeline_canvas = FigureCanvasQTAgg(self.timeline_figure)
+
+        top = QSplitter()
+        top.addWidget(self.table)
+        top.addWidget(self.confusion_canvas)
+        top.setSizes([450, 700])
+        column = QSplitter(Qt.Orientation.Vertical)
+        column.addWidget(top)
+        column.addWidget(self.timeline_canvas)
+        column.setSizes([480, 280])
+        layout = QVBoxLayout(self)
+        layout.addLayout(filters)
+        layout.addWidget(self.summary)
+        layout.addWidget(column, 1)
+        QShortcut(QKeySequence(Qt.Key.Key_F5), self, activated=self.refresh)
+        self._enable_dates()
+
+    def current_filter(self) -> StatsFilter:
+        version = self.version_box.currentText()
+        custom = (self.since_edit.date().toPython(), self.until_edit.date().toPython())
+        since, until = range_dates(self.range_box.currentText(), date.today(), custom)
+        return StatsFilter(None if version == ALL_VERSIONS else version, since, until)
+
+    def refresh(self) -> None:
+        self.summary.setText("Loading…")
+        self.refresh_requested.emit(self.current_filter())
+
+    def _enable_dates(self) -> None:
+        custom = self.range_box.currentText() == "Custom"
+        self.since_edit.setEnabled(custom)
+        self.until_edit.setEnabled(custom)
+
+    def set_versions(self, names: list[str]) -> None:
+        """Offer every known version in the filter, keeping the current choice."""
+        current = self.version_box.currentText()
+        self.version_box.blockSignals(True)
+        self.version_box.clear()
+        self.version_box.addItems([ALL_VERSIONS, *names])
+        self.version_box.setCurrentText(current if current in names else ALL_VERSIONS)
+        self.version_box.blockSignals(False)
+
+    def show_statistics(self, stats: Statistics, versions: list[str]) -> None:
+        self.statistics = stats
+        self.set_versions(versions)
+        imported = f" · imported {stats.imported} (not counted)" if stats.imported else ""
+        self.summary.setText(
+            f"Today <b>{stats.today}</b> · in range <b>{stats.overall}</b> decisions · "
+            f"model/operator agreement <b>{percent(stats.agreement)}</b> ({stats.agreed}/{stats.overall}){imported}")
+        self.table.setRowCount(len(stats.classes))
+        for row, c in enumerate(stats.classes):
+            for col, value in enumerate((c.name, str(c.today), str(c.overall), percent(c.agreement))):
+                item = QTableWidgetItem(value)
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, col, item)
+        self._draw_confusion(stats)
+        self._draw_timeline(stats)
+
+    def _draw_confusion(self, stats: Statistics) -> None:
+        self.confusion_figure.clear()
+        draw_confusion(self.confusion_figure, stats.confusion, list(stats.labels), "operator label", "model prediction")
+        self.confusion_canvas.draw_idle()
+
+    def _draw_timeline(self, stats: Statistics) -> None:
+        fig = self.timeline_figure
+        fig.clear()
+        ax = fig.add_subplot()
+        ax.set_title(f"Model/operator agreement per {stats.bucket} (dotted lines: first decision of a model version)")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("agreement")
+        ax.grid(alpha=0.3)
+        if not stats.timeline:
+            ax.text(0.5, 0.5, "no decisions in this range", ha="center", va="center", transform=ax.transAxes)
+        else:
+            # Naive local times: matplotlib would otherwise label the axis in UTC.
+            times = [b.start.replace(tzinfo=None) for b in stats.timeline]
+            ax.plot(times, [b.agreement for b in stats.timeline], marker="o", color="#2c7fb8")
+            bars = ax.twinx()
+            width = (1 / 24 if stats.bucket == "hour" else 1) * 0.8  # in days, matplotlib's date unit
+            bars.bar(times, [b.decisions for b in stats.timeline], width=width, align="edge", alpha=0.15,
+                     color="grey")
+            bars.set_ylabel("decisions")
+            for mark in stats.marks:
+                moment = mark.first_decision.replace(tzinfo=None)
+                ax.axvline(moment, color="#e67e22", linestyle=":")
+                ax.annotate(mark.version, (moment, 0.03), xycoords=("data", "axes fraction"),
+                            rotation=90, fontsize=8, color="#e67e22")
+            fig.autofmt_xdate()
+        self.timeline_canvas.draw_idle()
