@@ -1,0 +1,83 @@
+"""Statistics view and review queue in the real window, on the hand-computed fixture history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from station.storage import Storage
+from tests import fixture_decisions as fx
+from tests.gui.test_main_window import WAIT_MS, start_window
+
+
+def open_with_key(qtbot, window, key_sequence: str, signal) -> None:
+    with qtbot.waitSignal(signal, timeout=WAIT_MS):
+        qtbot.keyClick(window, key_sequence, Qt.KeyboardModifier.ControlModifier)
+
+
+def table(view) -> list[list[str]]:
+    return [[view.table.item(r, c).text() for c in range(view.table.columnCount())]
+            for r in range(view.table.rowCount())]
+
+
+def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings, image_folder, tiny_classifier):
+    settings = make_settings()
+    fx.fill(settings.data_dir)
+    window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
+    open_with_key(qtbot, window, "I", window.storage.statistics_ready)
+    view = window.statistics_view
+    assert view.isVisible()
+    # "today" follows the real clock here; the fixture's days are in the past, so 0 today.
+    assert table(view) == [["a", "0", "3", "67%"], ["b", "0", "3", "67%"], ["c", "0", "1", "100%"]]
+    assert "agreement <b>71%</b> (5/7)" in view.summary.text() and "imported 1" in view.summary.text()
+    np.testing.assert_array_equal(view.statistics.confusion, [[2, 0, 1], [1, 2, 0], [0, 0, 1]])
+    drawn = [t.get_text() for t in view.confusion_figure.axes[0].texts]
+    assert drawn == ["2", "0", "1", "1", "2", "0", "0", "0", "1"]  # the counts painted on the matrix
+    timeline = view.timeline_figure.axes[0]
+    assert [t.get_text() for t in timeline.texts] == ["v1", "r1"]  # version marks on the trend
+    assert [view.version_box.itemText(i) for i in range(view.version_box.count())] == ["All versions", "r1", "v1"]
+
+    with qtbot.waitSignal(window.storage.statistics_ready, timeout=WAIT_MS):
+        view.version_box.setCurrentText("r1")  # the filter asks again by itself
+    assert table(view) == [["a", "0", "1", "100%"], ["b", "0", "1", "100%"], ["c", "0", "1", "100%"]]
+    assert [t.get_text() for t in view.timeline_figure.axes[0].texts] == ["r1"]
+
+    with qtbot.waitSignal(window.storage.statistics_ready, timeout=WAIT_MS):
+        view.range_box.setCurrentText("Today")
+    assert view.statistics.overall == 0 and "no decisions" in view.timeline_figure.axes[0].texts[0].get_text()
+
+
+def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings, image_folder, tiny_classifier):
+    settings = make_settings()  # uncertainty threshold 0.6
+    fx.fill(settings.data_dir)
+    window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
+    open_with_key(qtbot, window, "U", window.storage.review_ready)
+    dialog = window.review_dialog
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()
+    qtbot.waitUntil(dialog.isActiveWindow)
+    captions = [dialog.grid.item(i).text() for i in range(dialog.grid.count())]
+    confidences = sorted(c for *_, c in fx.ROWS)
+    assert len(captions) == len(fx.ROWS)  # the import has no prediction: not in the queue
+    assert [f"{c:.0%}" in text for c, text in zip(confidences, captions, strict=True)] == [True] * len(fx.ROWS)
+    assert ["⚠" in text for text in captions] == [c < 0.6 for c in confidences]  # uncertain ones flagged
+
+    first = dialog.selected_record()  # 35 %: model said c, operator said a
+    with qtbot.waitSignal(window.storage.decision_relabelled, timeout=WAIT_MS):
+        qtbot.keyClick(dialog, "2")  # the live view's key for class 2 ("b")
+    with Storage(settings.data_dir) as storage:
+        row = storage.get(first.id)
+    assert (row.operator_label, row.kind) == ("b", "corrected")
+    assert dialog.grid.currentRow() == 1 and "✔ b" in dialog.grid.item(0).text()
+
+    second = dialog.selected_record()  # 42 %: model said a, operator said b
+    with qtbot.waitSignal(window.storage.decision_relabelled, timeout=WAIT_MS):
+        qtbot.keyClick(dialog, Qt.Key.Key_Space)  # the model was right after all
+    with Storage(settings.data_dir) as storage:
+        row = storage.get(second.id)
+        assert (row.operator_label, row.kind) == ("a", "confirmed")
+        stats_rows = storage.decisions()
+    assert len(stats_rows) == len(fx.ROWS) + 1  # relabelled in place, nothing added or lost
+    assert "2 reviewed" in dialog.status.text()
