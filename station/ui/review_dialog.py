@@ -46,7 +46,7 @@ class ReviewDialog(QDialog):
         self.grid = QListWidget()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setIconSize(QSize(128, 128))
-        self.grid.setGridSize(QSize(168, 212))
+        self.grid.setGridSize(QSize(200, 212))
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setWordWrap(True)

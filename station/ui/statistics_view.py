@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -168,18 +169,21 @@ class StatisticsView(QDialog):
         if not stats.timeline:
             ax.text(0.5, 0.5, "no decisions in this range", ha="center", va="center", transform=ax.transAxes)
         else:
-            # Naive local times: matplotlib would otherwise label the axis in UTC.
-            times = [b.start.replace(tzinfo=None) for b in stats.timeline]
-            ax.plot(times, [b.agreement for b in stats.timeline], marker="o", color="#2c7fb8")
+            # Naive local times (matplotlib would label the axis in UTC), each point in the middle of its bucket.
+            span = timedelta(hours=1) if stats.bucket == "hour" else timedelta(days=1)
+            times = [b.start.replace(tzinfo=None) + span / 2 for b in stats.timeline]
+            ax.plot(times, [b.agreement for b in stats.timeline], marker="o", color="#2c7fb8", zorder=3)
             bars = ax.twinx()
-            width = (1 / 24 if stats.bucket == "hour" else 1) * 0.8  # in days, matplotlib's date unit
-            bars.bar(times, [b.decisions for b in stats.timeline], width=width, align="edge", alpha=0.15,
-                     color="grey")
-            bars.set_ylabel("decisions")
+            bars.bar(times, [b.decisions for b in stats.timeline], width=span * 0.9, alpha=0.15, color="grey")
+            bars.set_ylabel("decisions (grey bars)")
+            ax.set_zorder(bars.get_zorder() + 1)  # the agreement line over the bars
+            ax.patch.set_visible(False)
+            locator = AutoDateLocator()
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
             for mark in stats.marks:
                 moment = mark.first_decision.replace(tzinfo=None)
                 ax.axvline(moment, color="#e67e22", linestyle=":")
                 ax.annotate(mark.version, (moment, 0.03), xycoords=("data", "axes fraction"),
                             rotation=90, fontsize=8, color="#e67e22")
-            fig.autofmt_xdate()
         self.timeline_canvas.draw_idle()
