@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, current_model, run_retrain
+from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, run_retrain
 from station.settings import SettingsError, bundled_model_dir
 from station.storage import DB_NAME, Storage, StorageError
 from training.errors import TrainingError
@@ -137,12 +137,13 @@ def run_export(args: argparse.Namespace) -> int:
     except (ExportError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; {args.out} was left as it was", file=sys.stderr)
+        return 130
     for decision_id, image in result.missing:
         print(f"decision {decision_id}: image file missing, skipped: {image}", file=sys.stderr)
     print(f"exported {result.rows} decision(s) to {result.out}")
-    width = max((len(label) for label in result.counts), default=0)
-    for label, n in result.counts.items():
-        print(f"  {label:<{width}}  {n}")
+    print_counts(result.counts)
     print(f"CSV: {result.csv_path}")
     if result.missing:
         print(f"skipped {len(result.missing)} decision(s) whose image file is missing (listed on stderr)")
@@ -151,8 +152,15 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_counts(counts: dict[str, int]) -> None:
+    """One indented, aligned line per class."""
+    width = max((len(label) for label in counts), default=0)
+    for label, n in counts.items():
+        print(f"  {label:<{width}}  {n}")
+
+
 def run_import(args: argparse.Namespace) -> int:
-    from station.import_folder import MAX_SIDE, bundle_labels, check_import_folder, import_folder
+    from station.import_folder import MAX_SIDE, active_model_labels, check_import_folder, import_folder
 
     def progress(done: int, total: int) -> None:
         if done % IMPORT_PROGRESS_EVERY == 0 or done == total:
@@ -163,8 +171,7 @@ def run_import(args: argparse.Namespace) -> int:
         check_import_folder(folder)  # before the data folder is opened (and maybe created)
         default_model = args.model.expanduser() if args.model else bundled_model_dir()
         with Storage(args.data_dir.expanduser()) as storage:
-            model_name, bundle = current_model(storage, default_model)
-            labels = bundle_labels(bundle)
+            model_name, labels = active_model_labels(storage, default_model)
             result = import_folder(storage, folder, labels, station=args.station, progress=progress)
     except (TrainingError, StorageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -177,9 +184,7 @@ def run_import(args: argparse.Namespace) -> int:
     for rel, reason in result.bad_files:
         print(f"bad file {rel} skipped: {reason}", file=sys.stderr)
     print(f"imported {result.total_added} image(s) from {result.folder} (classes of model {model_name})")
-    width = max((len(label) for label in result.added), default=0)
-    for label, n in result.added.items():
-        print(f"  {label:<{width}}  {n}")
+    print_counts(result.added)
     print(f"duplicates skipped: {len(result.duplicates)}")
     unknown = ", ".join(f"{name} ({n})" for name, n in result.unknown.items()) or "none"
     print(f"unknown classes skipped: {unknown}" + (f"; known: {', '.join(labels)}" if result.unknown else ""))

@@ -18,15 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, timezone
 from pathlib import Path
 
 from station.storage import DecisionRecord, Storage
-from training.files import make_work_folder
+from training.files import make_work_folder, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +63,8 @@ def check_out_folder(out: Path, data_dir: Path, force: bool) -> None:
             f"{out} overlaps the data folder {data_dir}; export to a folder outside it (the data folder is never "
             "written to or cleared)"
         )
+    if out_r.parent == out_r:
+        raise ExportError(f"{out} is the root of the file system; export to a folder")
     if out_r.exists() and not out_r.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
     if out_r.is_dir() and any(out_r.iterdir()) and not force:
@@ -86,23 +86,6 @@ def _csv_row(record: DecisionRecord, file: str) -> list[object]:
     ]
 
 
-def _replace_folder(work: Path, out: Path) -> None:
-    """Rename ``work`` to ``out``; an existing ``out`` is moved aside first and removed only after the swap."""
-    if not out.exists():
-        os.replace(work, out)
-        return
-    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(out, old)
-    try:
-        os.replace(work, out)
-    except OSError:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if old.exists():  # the new export is in place; a leftover hidden copy of the old one is only untidy
-        log.warning("could not remove the previous export, moved to %s", old)
-
-
 def export_decisions(
     storage: Storage, out: Path | str, since: date | None = None, until: date | None = None, force: bool = False
 ) -> ExportResult:
@@ -111,7 +94,7 @@ def export_decisions(
     Raises ``ExportError`` for a refused OUT or bad dates, ``StorageError`` when the database can't be read.
     Decisions whose image file is missing are skipped and listed in ``ExportResult.missing``.
     """
-    out = Path(out).expanduser()
+    out = Path(out).expanduser().resolve()  # "." or "sub/.." have no name to build the work folder beside
     if since is not None and until is not None and since > until:
         raise ExportError(f"--since {since} is after --until {until}")
     check_out_folder(out, storage.data_dir, force)
@@ -145,7 +128,7 @@ def export_decisions(
         for folder in work.iterdir():
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        _replace_folder(work, out)
+        replace_folder(work, out)
     except OSError as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc} ({exc.filename or out})") from exc

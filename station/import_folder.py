@@ -21,10 +21,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from station.retraining import current_model
 from station.storage import IMPORTED, NewDecision, Storage, encode_png
 from training.data import scan_dataset
 from training.errors import TrainingError
-from training.files import read_json
+from training.files import read_labels
 from training.preprocess import load_rgb
 
 MAX_SIDE = 1024  # a 12-megapixel photo stored losslessly at full size would take ~20 MB
@@ -47,12 +48,12 @@ class ImportResult:
         return sum(self.added.values())
 
 
-def bundle_labels(bundle: Path) -> list[str]:
-    """The class names of a model bundle (its ``labels.json``), without loading the model."""
-    labels = read_json(Path(bundle) / "labels.json", "class names in output order")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        raise TrainingError(f"model bundle {bundle}: labels.json must be a list of class names")
-    return labels
+def active_model_labels(storage: Storage, default_model: Path) -> tuple[str, list[str]]:
+    """(name, labels) of the station's active model; ``default_model`` is registered first if none is active yet."""
+    if storage.active_version() is None:
+        read_labels(default_model)  # fail before registering a bundle whose labels are unusable
+    name, bundle = current_model(storage, default_model)
+    return name, read_labels(bundle)
 
 
 def check_import_folder(folder: Path) -> None:
@@ -97,7 +98,6 @@ def import_folder(
 
     added: Counter[str] = Counter()
     duplicates: list[str] = []
-    seen: set[str] = set()
     downscaled = 0
     for done, (rel, label) in enumerate(todo, start=1):
         path = folder / rel
@@ -109,7 +109,8 @@ def import_folder(
         else:
             image = downscale(original, max_side)
             digest = sha256(encode_png(image)).hexdigest()  # what Storage.save will compute for the same frame
-            if digest in seen or storage.find_sha256(digest) is not None:
+            # Each new image is committed before the next is read, so this also catches repeats within the folder.
+            if storage.find_sha256(digest) is not None:
                 duplicates.append(rel)
             else:
                 storage.save(NewDecision(
@@ -118,7 +119,6 @@ def import_folder(
                 ))
                 added[label] += 1
                 downscaled += image is not original
-            seen.add(digest)
         if progress is not None:
             progress(done, len(todo))
     return ImportResult(

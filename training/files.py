@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 from training.errors import TrainingError
+
+log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -35,3 +40,29 @@ def make_work_folder(beside: Path) -> Path:
     work = Path(tempfile.mkdtemp(dir=beside.parent, prefix=f".{beside.name}.partial-"))
     work.chmod(0o755)  # mkdtemp makes it private
     return work
+
+
+def read_labels(folder: Path) -> list[str]:
+    """A bundle's class names in output order (``labels.json``), checked, without loading the model."""
+    labels = read_json(Path(folder) / "labels.json", "class names in output order")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise TrainingError(f"model bundle {folder}: labels.json must be a list of class names")
+    return labels
+
+
+def replace_folder(src: Path, dst: Path) -> None:
+    """Rename a finished folder into place; an existing ``dst`` is moved aside first and removed only after the swap
+    (restored if the swap fails), so ``dst`` is always either the old or the new folder, whole."""
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except OSError:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():  # the new folder is in place; a leftover hidden copy of the old one is only untidy
+        log.warning("could not remove the previous %s, left at %s", dst.name, old)

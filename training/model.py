@@ -7,8 +7,6 @@ A model never travels without its labels.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import keras
 
 from training.errors import TrainingError
-from training.files import read_json, write_json
+from training.files import read_json, read_labels, write_json
 
 EMBEDDING_LAYER = "embedding"
 OUTPUT_LAYER = "predictions"
@@ -145,9 +143,7 @@ def load_bundle(folder: str | Path) -> Bundle:
     model_path = folder / "model.keras"
     if not model_path.is_file():
         raise TrainingError(f"model bundle {folder}: missing model.keras")
-    labels = read_json(folder / "labels.json", "class names in output order")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise TrainingError(f"model bundle {folder}: labels.json must be a list of class names")
+    labels = read_labels(folder)
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:
@@ -163,13 +159,3 @@ def load_bundle(folder: str | Path) -> Bundle:
     return Bundle(folder, model, labels, metrics, config)
 
 
-def replace_folder(src: Path, dst: Path) -> None:
-    """Move a finished bundle into place; an existing ``dst`` is replaced only at the end."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)

@@ -28,14 +28,13 @@ from numpy.typing import NDArray
 from training.data import load_arrays, load_split
 from training.errors import TrainingError
 from training.evaluate import compute_metrics, label_indices
-from training.files import make_work_folder, write_json
+from training.files import make_work_folder, replace_folder, write_json
 from training.head import Head, fit_head, sample_weights
 from training.model import (
     Bundle,
     build_model,
     export_model,
     load_bundle,
-    replace_folder,
     save_bundle_files,
     unfreeze_top,
 )

@@ -31,12 +31,11 @@ from training.data import (
     stratified_split,
 )
 from training.evaluate import evaluate_bundle, plot_curves
-from training.files import make_work_folder, write_json
+from training.files import make_work_folder, replace_folder, write_json
 from training.model import (
     build_model,
     export_model,
     load_bundle,
-    replace_folder,
     save_bundle_files,
     unfreeze_top,
 )

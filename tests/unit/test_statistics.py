@@ -20,7 +20,8 @@ def storage(tmp_path: Path):
         yield store
 
 
-def stats_for(storage: Storage, wanted: StatsFilter = StatsFilter(), labels=("a", "b", "c")):
+def stats_for(storage: Storage, wanted: StatsFilter | None = None, labels=("a", "b", "c")):
+    wanted = wanted or StatsFilter()
     return compute_statistics(storage.decisions(wanted.since, wanted.until, wanted.model_version), labels, fx.NOW)
 
 

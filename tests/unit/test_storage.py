@@ -53,18 +53,6 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in (root / "images").rglob("*") if p.is_file() and not p.name.endswith(".png")]
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def store(data_dir: Path):
-    s = Storage(data_dir, station="st-test")
-    yield s
-    s.close()
-
-
 # ---------------------------------------------------------------------------------------------- engine
 
 
