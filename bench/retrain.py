@@ -28,9 +28,9 @@ from bench.common import DEFAULT_DATA, bundle_or_exit  # noqa: E402
 from station.retraining import RetrainJob, run_retrain  # noqa: E402
 from station.storage import NewDecision, Storage  # noqa: E402
 from training.data import scan_dataset  # noqa: E402
+from training.embeddings import embed  # noqa: E402
 from training.model import load_bundle  # noqa: E402
 from training.preprocess import load_prepared, load_rgb  # noqa: E402
-from training.retrain import embed  # noqa: E402
 
 
 def fill(data_dir: Path, bundle_dir: Path, photos: Path, count: int, seed: int = 0) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError
 from training.errors import TrainingError
+from training.files import read_labels
 
 if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
     from training.retrain import SiteSample
@@ -134,13 +135,10 @@ def _samples(
     return samples, skipped, root or parent_name
 
 
-def _labels(bundle: Path) -> list[str]:
-    from training.files import read_json
-
-    labels = read_json(bundle / "labels.json", "class names in output order")
-    if not isinstance(labels, list):
-        raise TrainingError(f"model bundle {bundle}: labels.json must be a list of class names")
-    return [str(label) for label in labels]
+def _bundle_of(storage: Storage, version: str, parent_name: str, parent_path: Path) -> Path:
+    """The bundle folder of ``version`` (the parent's own when it is the parent or unknown)."""
+    record = storage.get_version(version) if version != parent_name else None
+    return parent_path if record is None else storage.version_path(record)
 
 
 def _remove_candidate(models_dir: Path, name: str) -> None:
@@ -176,7 +174,7 @@ def run_retrain(
         parent_name, parent_path = _peek_current(storage, job.default_model)
         if not parent_path.is_dir():
             raise TrainingError(f"model bundle not found: {parent_path} (version {parent_name})")
-        labels = _labels(parent_path)
+        labels = read_labels(parent_path)
         report = progress or (lambda _: None)
         report({"phase": "preparing", "done": 0, "total": 4, "elapsed": 0.0, "eta": None})
 
@@ -195,6 +193,7 @@ def run_retrain(
         request = core.RetrainRequest(
             parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
             base_data_dir=job.base_data_dir, site_share=job.site_share, cache_key=backbone, mode=job.mode,
+            backbone_bundle=_bundle_of(storage, backbone, parent_name, parent_path),
         )
         try:
             result = core.retrain(request, report, cancelled)

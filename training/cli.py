@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--per-class", type=int, default=5)
     demo.add_argument("--seed", type=int, default=0)
 
+    embed = commands.add_parser(
+        "embed", help="store the backbone embeddings of the bundle's train and test splits in the bundle",
+        description="Writes BUNDLE/base-embeddings.npz, so fast retraining needs no copy of the base data. "
+        "`train` does this itself; use it for a bundle trained before, or after replacing model.keras.")
+    embed.add_argument("bundle")
+    embed.add_argument("data_dir", help="the dataset the bundle was trained on (its split.json names the files)")
+
     predict = commands.add_parser("predict", help="label image files, one JSON line each")
     predict.add_argument("bundle")
     predict.add_argument("images", nargs="+")
@@ -119,6 +126,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_embed(args: argparse.Namespace) -> int:
+    from training.embeddings import write_base_embeddings
+    from training.model import load_bundle
+
+    path = write_base_embeddings(load_bundle(args.bundle), Path(args.data_dir))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from training.model import load_bundle
     from training.predict import predict_files
@@ -161,4 +177,5 @@ COMMANDS = {
     "train": run_train,
     "evaluate": run_evaluate,
     "predict": run_predict,
+    "embed": run_embed,
 }

@@ -12,9 +12,7 @@ site weighted up, BatchNorm frozen), scored on images.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.data import load_arrays, load_split
+from training.embeddings import (
+    BASE_EMBEDDINGS,
+    Embeddings,
+    compute_base_embeddings,
+    embed,
+    load_embeddings,
+    model_sha256,
+    save_embeddings,
+)
 from training.errors import TrainingError
 from training.evaluate import compute_metrics, label_indices
 from training.files import make_work_folder, replace_folder, write_json
@@ -68,6 +75,7 @@ class RetrainRequest:
     site_share: float = 0.5  # share of the total training weight given to the site's decisions
     l2: float = 1.0
     cache_key: str | None = None  # models sharing a backbone share base embeddings; default: the parent's name
+    backbone_bundle: Path | None = None  # the bundle whose backbone the parent uses (default: the parent)
     mode: str = "fast"  # "fast": new head on embeddings; "full": fine-tune the top of the backbone on images
     epochs: int = 8  # full mode
     fine_tune_fraction: float = 0.3  # full mode: share of backbone layers unfrozen
@@ -264,32 +272,23 @@ def site_embeddings(parent: Bundle, samples: list[SiteSample]) -> NDArray[np.flo
     return out
 
 
-def embed(bundle: Bundle, images: NDArray[np.uint8], batch_size: int = 32) -> NDArray[np.float32]:
-    embeddings, _ = bundle.feature_model().predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
-    return embeddings.astype(np.float32)
-
-
 def base_embeddings(
     parent: Bundle, request: RetrainRequest, progress: Callable[[int, int], None]
-) -> dict[str, NDArray[Any]]:
-    """Embeddings of the parent's base train and test splits, computed once per parent and cached."""
+) -> Embeddings:
+    """The base train and test splits' embeddings from the parent's backbone.
+
+    First the station's cache, then the file shipped in the bundle the backbone comes from, and only
+    then computed from the base data (and cached). Each is checked against that bundle's model.keras.
+    """
+    source = request.backbone_bundle or parent.path
+    model_hash = model_sha256(source)
     cache = request.cache_dir / f"{request.cache_key or parent.name}-base-embeddings.npz"
-    if cache.is_file():
-        with np.load(cache) as stored:
-            return {key: stored[key] for key in stored.files}
-    data_dir = base_data_folder(parent, request)
-    split = load_split(parent.path / "split.json")
-    result: dict[str, NDArray[Any]] = {}
-    for k, part in enumerate(("train", "test")):
-        paths = split[part]
-        result[f"{part}_x"] = embed(parent, load_arrays(data_dir, paths, parent.image_size))
-        result[f"{part}_y"] = label_indices([p.split("/", 1)[0] for p in paths], parent.labels)
-        progress(k + 1, 2)
-    request.cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=request.cache_dir, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **result)
-    Path(tmp).replace(cache)
+    for path in (cache, source / BASE_EMBEDDINGS):
+        found = load_embeddings(path, model_hash)
+        if found is not None:
+            return found
+    result = compute_base_embeddings(parent, base_data_folder(parent, request), progress)
+    save_embeddings(cache, result, model_hash)
     return result
 
 

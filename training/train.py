@@ -30,6 +30,7 @@ from training.data import (
     scan_dataset,
     stratified_split,
 )
+from training.embeddings import write_base_embeddings
 from training.evaluate import evaluate_bundle, plot_curves
 from training.files import make_work_folder, replace_folder, write_json
 from training.model import (
@@ -150,8 +151,11 @@ def train(config: TrainConfig, progress: Progress | None = None) -> dict[str, An
         write_history(rows, work / "history.csv")
         plot_curves(rows, work / "curves.png")
         (work / "checkpoint.weights.h5").unlink(missing_ok=True)
-        metrics = evaluate_bundle(load_bundle(work), dataset.root, "test", work)
+        bundle = load_bundle(work)
+        metrics = evaluate_bundle(bundle, dataset.root, "test", work)
         write_json(work / "metrics.json", metrics)
+        print("embedding the train and test splits for fast retraining")
+        write_base_embeddings(bundle, dataset.root)
         replace_folder(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

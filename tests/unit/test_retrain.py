@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import CLASSES
+from training.embeddings import BASE_EMBEDDINGS
 from training.errors import TrainingError
 from training.model import load_bundle
 from training.retrain import RetrainCancelled, RetrainRequest, SiteSample, gate, retrain
@@ -44,11 +45,8 @@ def test_fast_retrain_learns_the_site_and_writes_a_candidate(
     assert [e["phase"] for e in events][-1] == "done"
     candidate = load_bundle(result.candidate)
     assert candidate.labels == CLASSES
-    assert (tmp_path / "cache" / f"{run.name}-base-embeddings.npz").is_file()
+    assert not (tmp_path / "cache").exists()  # the bundle's own base-embeddings.npz served; nothing computed
     assert not list((tmp_path / "models").glob(".*partial*"))
-
-    again = retrain(RetrainRequest(run, samples, tmp_path / "models" / "v3", tmp_path / "cache"))  # cached base
-    assert again.counts == result.counts
 
 
 def test_cancel_leaves_nothing_behind(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
@@ -106,7 +104,14 @@ def test_base_data_recorded_relative_to_the_bundle_is_found(
     bundle = tmp_path / "bundles" / "moved"
     shutil.copytree(run, bundle)
     shutil.copytree(data, tmp_path / "data")
+    (bundle / BASE_EMBEDDINGS).unlink()  # an older bundle: the base data must be read
     config = json.loads((bundle / "config.json").read_text())
     (bundle / "config.json").write_text(json.dumps({**config, "data_dir": "../../data"}))
-    result = retrain(RetrainRequest(bundle, site_photos(tmp_path / "site", 5), tmp_path / "v2", tmp_path / "cache"))
+    samples = site_photos(tmp_path / "site", 5)
+    result = retrain(RetrainRequest(bundle, samples, tmp_path / "v2", tmp_path / "cache"))
     assert result.counts["base_train"] == 12
+    assert (tmp_path / "cache" / "moved-base-embeddings.npz").is_file()
+
+    shutil.rmtree(tmp_path / "data")  # computed once: the next retraining reads the cache
+    again = retrain(RetrainRequest(bundle, samples, tmp_path / "v3", tmp_path / "cache"))
+    assert again.counts == result.counts
