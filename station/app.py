@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", dest="data_dir", help="folder for station.db and images/")
     parser.add_argument("--station-name", dest="station_name", help="name stored with each decision")
     parser.add_argument("--model", help="model bundle folder (default: the bundled model)")
+    parser.add_argument("--base-data", dest="base_data",
+                        help="the model's training dataset, for full retraining (default: where its bundle says)")
     return parser
 
 
@@ -98,7 +100,8 @@ def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str],
         return None
     factory, demo_reason = choose_source(settings)
     window = assemble_window(settings, classifier, factory, demo_reason,
-                             retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode))
+                             retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode,
+                                                                 base_data_dir=settings.base_data))
     start_workers(window)
     log.info("station %s: model %s, source %s, data in %s", settings.station_name, classifier.version,
              "demo" if demo_reason else settings.source, settings.data_dir)

@@ -48,6 +48,7 @@ class Settings:
     data_dir: Path  # absolute, ~ expanded
     station_name: str
     model: str  # model bundle folder; "" = the bundled default (resolved by the app)
+    base_data: Path | None  # the running model's training images, for full retraining; None = where its bundle says
 
 
 def bundled_model_dir() -> Path:
@@ -128,6 +129,8 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "data_dir": _check_string("data_dir", "a folder path ('' for the default data folder)", allow_empty=True),
     "station_name": _check_string("station_name", "a non-empty name", allow_empty=False),
     "model": _check_string("model", "a model bundle folder ('' for the bundled model)", allow_empty=True),
+    "base_data": _check_string(
+        "base_data", "a dataset folder ('' for the one the model's bundle records)", allow_empty=True),
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings)}
 
@@ -153,11 +156,13 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
-def _data_dir(value: str, base: Path) -> Path:
-    if not value:
-        return default_data_dir()
+def _relative_to(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path  # relative to the file that says it (CLI: the cwd)
+
+
+def _data_dir(value: str, base: Path) -> Path:
+    return _relative_to(value, base) if value else default_data_dir()
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -204,7 +209,11 @@ def load_settings(
                 problems.append(f"{origin}: {exc}")
                 bad_keys.add(key)
                 continue
-            values[key] = _data_dir(checked, base) if key == "data_dir" else checked
+            if key == "data_dir":
+                checked = _data_dir(checked, base)
+            elif key == "base_data":
+                checked = _relative_to(checked, base) if checked else None
+            values[key] = checked
 
     missing = [k for k in _CHECKS if k not in values and k not in bad_keys]
     problems += [f"{_display(defaults_file)}: missing key {k!r}" for k in missing]

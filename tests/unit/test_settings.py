@@ -34,6 +34,7 @@ def test_shipped_defaults(no_user_file: Path) -> None:
         data_dir=platformdirs.user_data_path("sorting-station"),
         station_name="station-1",
         model="",
+        base_data=None,
     )
 
 
@@ -53,6 +54,13 @@ def test_user_file_overrides_defaults(tmp_path: Path) -> None:
 def test_relative_data_dir_is_relative_to_its_file(tmp_path: Path) -> None:
     user = write(tmp_path / "cfg" / "station.toml", 'data_dir = "data"\n')
     assert load_settings(user_file=user).data_dir == tmp_path / "cfg" / "data"
+
+
+def test_base_data_is_relative_to_its_file_and_empty_means_the_bundles(tmp_path: Path, no_user_file: Path) -> None:
+    user = write(tmp_path / "cfg" / "station.toml", 'base_data = "../datasets/trashnet"\n')
+    assert load_settings(user_file=user).base_data == tmp_path / "cfg" / "../datasets/trashnet"
+    assert load_settings(user_file=no_user_file).base_data is None
+    assert load_settings({"base_data": "/srv/trashnet"}, user_file=no_user_file).base_data == Path("/srv/trashnet")
 
 
 def test_cli_overrides_beat_both(tmp_path: Path) -> None:
@@ -165,7 +173,8 @@ def test_defaults_file_missing_or_incomplete(tmp_path: Path, no_user_file: Path)
     with pytest.raises(SettingsError, match="default settings file is missing"):
         load_settings(user_file=no_user_file, defaults_file=missing)
     partial = write(
-        tmp_path / "defaults.toml", 'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\n'
+        tmp_path / "defaults.toml",
+        'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\nbase_data = ""\n',
     )
     with pytest.raises(SettingsError) as err:
         load_settings(user_file=no_user_file, defaults_file=partial)
