@@ -93,8 +93,8 @@ class OpenCVSource(FrameSource):
     """A camera index, a video file or a stream URL read with ``cv2.VideoCapture``.
 
     Video files are paced at their own frame rate (OpenCV would otherwise decode them as fast as
-    it can) and raise :class:`CameraError` at their end, so a capture loop reopens them at once:
-    loop playback. Stale (frozen) images are detected by :class:`CaptureLoop`, not here.
+    it can) and loop: at their end they rewind in place. A file that yields no frame raises
+    :class:`CameraError`. Stale (frozen) images are detected by :class:`CaptureLoop`, not here.
     """
 
     is_live = True
@@ -159,9 +159,14 @@ class OpenCVSource(FrameSource):
             # catch up after a slow consumer instead of bursting frames
             self._next_due = max(self._next_due + self._frame_period, now)
         ok, image = self._capture.read()
+        if (not ok or image is None) and self.is_file and self._index > 0:
+            # End of the video: rewind in place and go on (frame numbers keep counting), so a looping
+            # demo clip never looks like a lost camera.
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._capture.read()
         if not ok or image is None:
             if self.is_file:
-                raise CameraError(f"{self.description}: end of video after {self._index} frames")
+                raise CameraError(f"{self.description}: no frame could be decoded after frame {self._index}")
             return None
         self._index += 1
         return Frame(to_rgb(image), self._index, time.monotonic(), str(self.spec))
