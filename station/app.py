@@ -132,7 +132,8 @@ def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, st
     from PySide6.QtWidgets import QMessageBox
 
     from station.inference import Classifier
-    from station.retraining import current_model
+    from station.retraining import activate_bundle
+    from station.storage import StorageError
     from training.errors import TrainingError
 
     active = storage.active_version()
@@ -143,14 +144,17 @@ def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, st
             log.error("active model version %s unusable: %s", active.version, exc)
             QMessageBox.warning(None, "Model version problem",
                                 f"Model version {active.version} cannot be used:\n{exc}\n\n"
-                                f"Starting with {model_dir} instead.")
+                                f"Starting with {model_dir} instead; it becomes the active version "
+                                "(Model versions… rolls back once the other one is repaired).")
     try:
         classifier = Classifier.load(model_dir)
     except TrainingError as exc:
         fail("Model problem", f"The model at {model_dir} cannot be used:\n{exc}")
         return None
-    if active is None:
-        current_model(storage, model_dir)  # registers the bundled model as the first version
+    try:  # the database says which model runs: the first time, or after an update replaced the bundled model
+        activate_bundle(storage, model_dir)
+    except StorageError as exc:  # e.g. locked by another station: the model runs; its row can wait
+        log.warning("could not record %s as the active model version: %s", model_dir.name, exc)
     return classifier
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError
+from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
 from training.files import read_labels
 
@@ -78,18 +78,22 @@ def current_model(storage: Storage, default_model: Path) -> tuple[str, Path]:
     active = storage.active_version()
     if active is not None:
         return active.version, storage.version_path(active)
-    default = Path(default_model).expanduser()
     try:
-        if storage.get_version(default.name) is not None:  # e.g. every version was set aside by hand
-            record = storage.activate(default.name)
-        else:
-            record = storage.add_version(default.name, default, "bundled", status=ACTIVE)
+        record = activate_bundle(storage, default_model)
     except StorageError:
         active = storage.active_version()  # another process registered it meanwhile
         if active is None:
             raise
         record = active
     return record.version, storage.version_path(record)
+
+
+def activate_bundle(storage: Storage, bundle: Path) -> VersionRecord:
+    """Make ``bundle`` the active version: registered as "bundled" the first time, re-activated afterwards."""
+    bundle = Path(bundle).expanduser()
+    if storage.get_version(bundle.name) is not None:  # e.g. every version was set aside by hand
+        return storage.activate(bundle.name)
+    return storage.add_version(bundle.name, bundle, "bundled", status=ACTIVE)
 
 
 def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) -> str | None:

@@ -46,6 +46,21 @@ def test_corrupt_model_bundle_names_the_problem(
     assert code == 1 and "corrupt" in dialogs[0] and str(broken) in dialogs[0]
 
 
+def test_unusable_active_version_falls_back_to_the_bundle_and_records_it(
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_bundle_path: Path
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: warnings.append(text))
+    with Storage(tmp_path / "data") as storage:
+        # e.g. the bundled model an update removed: its folder is gone
+        storage.add_version("old-bundled", tmp_path / "gone", "bundled", status="active")
+        classifier = app.load_active_model(storage, tiny_bundle_path, lambda title, message: 1)
+        assert classifier is not None and classifier.version == tiny_bundle_path.name
+        assert storage.active_version().version == tiny_bundle_path.name  # the database agrees with what runs
+        assert storage.get_version("old-bundled").status == "retired"  # kept: roll back once repaired
+    assert len(warnings) == 1 and "old-bundled" in warnings[0] and "not found" in warnings[0]
+
+
 def test_unusable_data_folder_is_reported_before_the_window(
     qtbot, tmp_path: Path, dialogs: list[str], tiny_bundle_path: Path
 ) -> None:
