@@ -52,6 +52,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--base-data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--site-share", type=float, default=0.5,
+                        help="share of the training weight given to the site's decisions (the station's default 0.5)")
     args = parser.parse_args()
     bundle_dir = bundle_or_exit(args.bundle)
     classifier = Classifier.load(bundle_dir)
@@ -66,7 +68,8 @@ def main() -> int:
                 storage.save(NewDecision(frame, p.label, p.confidence, p.probabilities_dict(),
                                          rel.split("/", 1)[0], p.model_version, p.embedding))
         stored = time.perf_counter() - start
-        result = run_retrain(RetrainJob(data_dir, bundle_dir, promote="auto", base_data_dir=args.base_data))
+        result = run_retrain(RetrainJob(data_dir, bundle_dir, promote="auto", base_data_dir=args.base_data,
+                                            site_share=args.site_share))
     print(f"{len(photos)} decisions on a wood background (stored with predictions in {stored:.0f} s)")
     print(f"fast retrain: {result['seconds']:.1f} s; promoted: {result['promoted']} ({result['gate_reason']})")
     print(f"{'':30}{'accuracy':>10}{'macro-F1':>10}")
