@@ -211,3 +211,26 @@ def test_a_model_that_fails_to_load_keeps_the_running_one(
     window.use_model(broken, "r9", activate=True)
     qtbot.waitUntil(lambda: "Model r9 not used" in window.video.flash_text(), timeout=WAIT_MS)
     assert window.inference.classifier is tiny_classifier
+
+
+def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, tiny_bundle_path
+) -> None:
+    """What the result dialog's Promote does when the gate declined: load, swap, mark active."""
+    import shutil
+
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    candidate = settings.data_dir / "models" / "r1"
+    shutil.copytree(tiny_bundle_path, candidate)
+    with Storage(settings.data_dir) as storage:
+        storage.add_version("r1", candidate, "fast", parent="tiny-v1")  # a candidate, not promoted
+    with qtbot.waitSignal(window.storage.version_activated, timeout=WAIT_MS):
+        window.use_model(candidate, "r1", activate=True)
+    assert window.inference.classifier.version == "r1"
+    with Storage(settings.data_dir) as storage:
+        assert storage.active_version().version == "r1"
+    previous = window.desk.shown
+    wait_for_prediction(qtbot, window, after=previous)
+    assert window.desk.shown.model_version == "r1"  # the next prediction comes from it, no restart
