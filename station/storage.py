@@ -259,6 +259,12 @@ def local_day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+def version_folder(data_dir: Path, record: VersionRecord) -> Path:
+    """A version's bundle folder: stored relative to the data folder when inside it, else absolute."""
+    path = Path(record.path)
+    return path if path.is_absolute() else Path(data_dir) / path
+
+
 def derive_kind(predicted_label: str | None, operator_label: str) -> str:
     return CONFIRMED if operator_label == predicted_label else CORRECTED
 
@@ -619,11 +625,8 @@ class Storage:
         return self._records(select(Decision).order_by(Decision.id.desc()).limit(max(0, limit)))
 
     def all_decisions(self, holdout: bool | None = None) -> list[DecisionRecord]:
-        """Oldest first; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""
-        query = select(Decision).order_by(Decision.id)
-        if holdout is not None:
-            query = query.where(Decision.holdout == holdout)
-        return self._records(query)
+        """Oldest first, with embeddings; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""
+        return self.decisions(with_embeddings=True, holdout=holdout)
 
     def decisions(
         self,
@@ -631,6 +634,7 @@ class Storage:
         until: date | None = None,
         model_version: str | None = None,
         with_embeddings: bool = False,
+        holdout: bool | None = None,
     ) -> list[DecisionRecord]:
         """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version.
 
@@ -645,6 +649,8 @@ class Storage:
             query = query.where(Decision.created_at < local_day_bounds(until)[1])
         if model_version is not None:
             query = query.where(Decision.model_version == model_version)
+        if holdout is not None:
+            query = query.where(Decision.holdout == holdout)
         return self._records(query)
 
     def review_queue(self, limit: int = 200) -> list[DecisionRecord]:
@@ -693,8 +699,7 @@ class Storage:
 
     def version_path(self, record: VersionRecord) -> Path:
         """The bundle folder of ``record`` as an absolute path."""
-        path = Path(record.path)
-        return path if path.is_absolute() else self.data_dir / path
+        return version_folder(self.data_dir, record)
 
     def add_version(
         self,

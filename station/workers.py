@@ -24,7 +24,15 @@ from PySide6.QtCore import QThread, Signal
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier
 from station.statistics import StatsFilter, compute_statistics
-from station.storage import DecisionRecord, NewDecision, Storage, StorageError, is_transient
+from station.storage import (
+    DecisionRecord,
+    NewDecision,
+    Storage,
+    StorageError,
+    VersionRecord,
+    is_transient,
+    version_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +225,9 @@ class StorageWorker(Worker):
     def request_review(self, limit: int) -> None:
         self._submit("review", limit)
 
-    def version_dir(self, record: Any) -> Path:
-        """A version's bundle folder (stored relative to the data folder when inside it)."""
-        path = Path(record.path)
-        return path if path.is_absolute() else self.data_dir / path
+    def version_dir(self, record: VersionRecord) -> Path:
+        """A version's bundle folder, for the GUI thread (which holds no ``Storage``)."""
+        return version_folder(self.data_dir, record)
 
     def work(self) -> None:
         storage = self._open()

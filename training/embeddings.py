@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from numpy.typing import NDArray
 
 from training.data import load_arrays, load_split
 from training.evaluate import label_indices
+from training.files import atomic_file
 from training.model import Bundle
 
 log = logging.getLogger(__name__)
@@ -63,15 +62,8 @@ def save_embeddings(path: Path, embeddings: Embeddings, model_hash: str) -> None
     """Atomically; features as float16 (half the size, far below the head's sensitivity)."""
     arrays = {k: v.astype(np.float16) if k.endswith("_x") else v for k, v in embeddings.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, model_sha256=np.array(model_hash), **arrays)
-        Path(tmp).chmod(0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        np.savez_compressed(f, model_sha256=np.array(model_hash), **arrays)
 
 
 def load_embeddings(path: Path, model_hash: str) -> Embeddings | None:

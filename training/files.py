@@ -8,22 +8,35 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file beside it, renamed into place only when the block succeeds:
+    a reader never sees half a file, and a failure leaves no temporary behind."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+        Path(tmp).chmod(0o644)  # mkstemp makes it private; bundles and metrics are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_file(path) as f:
         json.dump(data, f, indent=1)
         f.write("\n")
-    Path(tmp).chmod(0o644)  # mkstemp makes it private; bundles and metrics are meant to be shared
-    os.replace(tmp, path)
 
 
 def read_json(path: Path, what: str) -> Any:
