@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                            help=f"{help_text} (default {default!r})")
 
+    train.add_argument("--no-base-embeddings", dest="base_embeddings", action="store_false",
+                       help="do not store the splits' embeddings in the bundle (e.g. when pretraining a backbone)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the unfinished run checkpointed in OUT.resume/ (same options)")
+
     evaluate = commands.add_parser("evaluate", help="metrics and plots of a bundle on a dataset")
     evaluate.add_argument("bundle")
     evaluate.add_argument("data_dir")
@@ -108,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if config.weights.lower() == "none":
         config.weights = "none"
-    train(config)
+    train(config, resume=args.resume)
     return 0
 
 

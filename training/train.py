@@ -40,6 +40,14 @@ from training.model import (
     save_bundle_files,
     unfreeze_top,
 )
+from training.resume import (
+    RunCheckpoint,
+    RunState,
+    load_best,
+    restore,
+    resume_folder,
+    start_run,
+)
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -71,6 +79,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     init_from: str = ""  # optional bundle whose weights start the run (continue training)
+    base_embeddings: bool = True  # store the split's embeddings in the bundle (fast retraining)
 
     @property
     def from_scratch(self) -> bool:
@@ -114,11 +123,12 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
     return phases
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, progress: Progress | None = None, resume: bool = False) -> dict[str, Any]:
     """Train, evaluate on the held-out test split, and write the bundle to ``config.out``.
 
     The bundle is assembled in a temporary folder beside ``out`` and renamed into place at
-    the end, so ``out`` never holds a half-written run. Returns the test metrics.
+    the end, so ``out`` never holds a half-written run. Every epoch is checkpointed in
+    ``out.resume/``; a killed run continues with ``resume=True``. Returns the test metrics.
     """
     keras.utils.set_random_seed(config.seed)
     dataset = scan_dataset(config.data_dir)
@@ -141,24 +151,29 @@ def train(config: TrainConfig, progress: Progress | None = None) -> dict[str, An
 
     out = Path(config.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    run_folder = resume_folder(out)
+    state = start_run(run_folder, asdict(config), resume)
+    if state.rows:
+        print(f"resuming {run_folder}: {len(state.rows)} epoch(s) done")
+    model, rows = fit_phases(config, dataset, split, y_train, y_val, weights, run_folder, state, progress)
     work = make_work_folder(out)
     try:
-        model, rows = fit_phases(config, dataset, split, y_train, y_val, weights, work, progress)
         exported = export_model(model, config.image_size, len(dataset.class_names))
         save_bundle_files(exported, dataset.class_names, work)
         save_split(split, work / "split.json")
         write_json(work / "config.json", {**asdict(config), "class_names": dataset.class_names})
         write_history(rows, work / "history.csv")
         plot_curves(rows, work / "curves.png")
-        (work / "checkpoint.weights.h5").unlink(missing_ok=True)
         bundle = load_bundle(work)
         metrics = evaluate_bundle(bundle, dataset.root, "test", work)
         write_json(work / "metrics.json", metrics)
-        print("embedding the train and test splits for fast retraining")
-        write_base_embeddings(bundle, dataset.root)
+        if config.base_embeddings:
+            print("embedding the train and test splits for fast retraining")
+            write_base_embeddings(bundle, dataset.root)
         replace_folder(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(run_folder, ignore_errors=True)
     print(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}; bundle written to {out}")
     return metrics
 
@@ -179,26 +194,26 @@ def fit_phases(
     y_train: NDArray[np.int64],
     y_val: NDArray[np.int64],
     weights: dict[int, float],
-    work: Path,
+    run_folder: Path,
+    state: RunState,
     progress: Progress | None,
 ) -> tuple[keras.Model, list[dict[str, Any]]]:
-    """Run every phase; keep the weights with the best validation loss across all of them."""
+    """Run every phase (from where ``state`` stands); keep the weights with the best validation loss."""
     num_classes = len(dataset.class_names)
     weights_arg = None if config.weights == "none" else config.weights
     model = build_model(num_classes, weights_arg, None, config.dropout, freeze_backbone=not config.from_scratch)
-    if config.init_from:
+    if config.init_from and not state.epoch_files:
         model.set_weights(load_bundle(config.init_from).model.get_weights())
-    checkpoint_path = work / "checkpoint.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        checkpoint_path, monitor="val_loss", save_best_only=True, save_weights_only=True)
     phases = plan_phases(config)
     cosine_epochs = sum(p.epochs for p in phases if p.cosine)
     sample_weights = np.array([weights[int(y)] for y in y_train], dtype=np.float32)
     arrays: dict[int, tuple[NDArray[np.uint8], NDArray[np.uint8]]] = {}
-    rows: list[dict[str, Any]] = []
-    for phase in phases:
-        if phase.epochs <= 0:
+    rows = [r for r in state.rows if r["phase"] in {p.name for p in phases[: state.phase]}]
+    for index, phase in enumerate(phases):
+        if phase.epochs <= 0 or index < state.phase:
             continue
+        initial_epoch = state.phase_epoch if index == state.phase else 0
+        phase.history = state.rows_of(phase.name) if initial_epoch else []
         if phase.name == "fine-tune":
             print(f"unfroze {unfreeze_top(model, config.fine_tune_fraction)} backbone layers (BatchNorm stays frozen)")
         if phase.image_size not in arrays:
@@ -211,9 +226,9 @@ def fit_phases(
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=["accuracy"],
         )
+        restore(model, run_folder, state, continue_phase=initial_epoch > 0)
         callbacks: list[keras.callbacks.Callback] = [
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-            checkpoint,
         ]
         first_epoch = len(rows)
         if phase.cosine:
@@ -223,6 +238,7 @@ def fit_phases(
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.3, patience=max(1, config.patience // 3), min_lr=1e-7))
         callbacks.append(EpochReporter(phase, first_epoch, progress))
+        callbacks.append(RunCheckpoint(run_folder, state, index, phase.name, rows, phase.history))
         rate = f"cosine learning rate (peak {phase.learning_rate:g})" if phase.cosine else (
             f"learning rate {phase.learning_rate:g}")
         print(f"== {phase.name}: {phase.epochs} epoch(s) at {phase.image_size} px, {rate}, "
@@ -232,13 +248,13 @@ def fit_phases(
                            phase.augment, phase.mixup, config.seed + first_epoch),
             validation_data=(x_val.astype(np.float32), keras.utils.to_categorical(y_val, num_classes)),
             epochs=phase.epochs,
+            initial_epoch=initial_epoch,
             shuffle=False,  # the pipeline shuffles (and says so to Keras)
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
-        rows += phase.history
-    if checkpoint_path.exists():
-        model.load_weights(checkpoint_path)
+        rows = rows + phase.history
+    load_best(model, run_folder)
     return model, rows
 
 
