@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model bundle folder (default: the bundled model)")
     parser.add_argument("--base-data", dest="base_data",
                         help="the model's training dataset, for full retraining (default: where its bundle says)")
+    parser.add_argument("--auto-retrain-every", dest="auto_retrain_every", type=int,
+                        help="retrain in the background after this many new decisions (0 = only on request)")
+    parser.add_argument("--max-base-drop", dest="max_base_drop", type=float,
+                        help="the gate's allowed fall of base test accuracy below the shipped model's (0..1)")
     return parser
 
 
@@ -101,7 +105,8 @@ def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str],
     factory, demo_reason = choose_source(settings)
     window = assemble_window(settings, classifier, factory, demo_reason,
                              retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode,
-                                                                 base_data_dir=settings.base_data))
+                                                                 base_data_dir=settings.base_data,
+                                                                 max_base_drop=settings.max_base_drop))
     start_workers(window)
     log.info("station %s: model %s, source %s, data in %s", settings.station_name, classifier.version,
              "demo" if demo_reason else settings.source, settings.data_dir)
@@ -175,7 +180,7 @@ def assemble_window(
     inference = InferenceWorker(classifier, slot)
     storage = StorageWorker(settings.data_dir, settings.station_name)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
-    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job)
+    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job, settings.auto_retrain_every)
 
 
 def start_workers(window: MainWindow) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
-from training.files import read_labels
+from training.files import read_json, read_labels
 
 if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
     from training.retrain import SiteSample
@@ -49,7 +49,37 @@ class RetrainJob:
     mode: str = "fast"
     promote: str = "auto"  # "auto": if the gate passes; "always"; "never" (keep it as a candidate)
     base_data_dir: Path | None = None  # default: the parent bundle's training data folder (its config.json)
-    site_share: float = 0.5
+    site_share: float | None = None  # None: grows with the number of decisions (training.head.site_share)
+    max_base_drop: float = 0.05  # the gate's allowed fall of base test accuracy
+
+
+@dataclass
+class LearningTrigger:
+    """When the station learns without a click: after every ``every`` new decisions (0 = never), one
+    retraining at a time. Decisions saved while a retraining runs count towards the next one."""
+
+    every: int
+    pending: int = 0
+
+    def decision_saved(self) -> None:
+        self.pending += 1
+
+    def due(self, running: bool) -> bool:
+        return self.every > 0 and not running and self.pending >= self.every
+
+    def started(self) -> None:
+        self.pending = 0
+
+
+def outcome_line(result: dict[str, Any]) -> str:
+    """One line for the status bar: what the last retraining did and which rule of the gate decided."""
+    verdict = "now running" if result.get("promoted") else "kept as a candidate"
+    site = result.get("paired") or {}
+    score = ""
+    if site.get("count"):
+        score = (f", site {site['running_correct'] / site['count']:.0%} → "
+                 f"{site['candidate_correct'] / site['count']:.0%} of {site['count']}")
+    return f"{result.get('version', '?')} {verdict} ({result.get('gate_rule', '?')}{score})"
 
 
 def check_job(job: RetrainJob) -> None:
@@ -58,8 +88,10 @@ def check_job(job: RetrainJob) -> None:
         raise TrainingError(f"unknown retraining mode {job.mode!r}; use --mode fast or --mode full")
     if job.promote not in PROMOTE_POLICIES:
         raise TrainingError(f"unknown promotion policy {job.promote!r}; use one of {', '.join(PROMOTE_POLICIES)}")
-    if not 0.0 < job.site_share <= 1.0:
+    if job.site_share is not None and not 0.0 < job.site_share <= 1.0:
         raise TrainingError(f"site_share must be in (0, 1], got {job.site_share!r}")
+    if not 0.0 <= job.max_base_drop <= 1.0:
+        raise TrainingError(f"max_base_drop must be in [0, 1], got {job.max_base_drop!r}")
 
 
 # ----------------------------------------------------------------------------------------------- versions
@@ -116,6 +148,9 @@ def _samples(
 ) -> tuple[list[SiteSample], int, str]:
     """Site samples, reusing embeddings from the parent's backbone; decisions whose image is gone are skipped.
 
+    A decision the parent itself judged live keeps its prediction (``running_label``): the gate's honest
+    score of the running model.
+
     Also returns the name of the version whose backbone the parent uses (the base-embedding cache key).
     """
     from training.retrain import SiteSample
@@ -135,8 +170,18 @@ def _samples(
             log.warning("decision %d: image %s is missing; left out of the retraining", rec.id, image)
             skipped += 1
             continue
-        samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, holdout=rec.holdout))
+        running = rec.predicted_label if rec.model_version == parent_name else None
+        samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, running_label=running))
     return samples, skipped, root or parent_name
+
+
+def shipped_accuracy(bundle: Path) -> float | None:
+    """The shipped model's base test accuracy (its metrics.json): what the gate's base limit counts from."""
+    path = Path(bundle).expanduser() / "metrics.json"
+    if not path.is_file():
+        return None
+    accuracy = read_json(path, "metrics").get("accuracy")
+    return float(accuracy) if isinstance(accuracy, int | float) else None
 
 
 def _bundle_of(storage: Storage, version: str, parent_name: str, parent_path: Path) -> Path:
@@ -196,7 +241,9 @@ def run_retrain(
             raise TrainingError(f"candidate folder already exists: {out}")
         request = core.RetrainRequest(
             parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
-            base_data_dir=job.base_data_dir, site_share=job.site_share, cache_key=backbone, mode=job.mode,
+            base_data_dir=job.base_data_dir, site_share=job.site_share, max_base_drop=job.max_base_drop,
+            base_reference=shipped_accuracy(job.default_model),
+            cache_key=backbone, mode=job.mode,
             backbone_bundle=_bundle_of(storage, backbone, parent_name, parent_path),
         )
         try:
@@ -240,11 +287,32 @@ class _Event(Protocol):
     def is_set(self) -> bool: ...
 
 
+CHILD_NICENESS = 10
+CHILD_THREADS = max(1, (os.cpu_count() or 2) - 1)  # one core stays with the live view
+
+
+def yield_to_the_station() -> None:
+    """Make this (child) process the polite one: lower priority and a bounded thread count, so the camera
+    loop and the live predictions keep their pace while a retraining runs beside them."""
+    try:
+        os.nice(CHILD_NICENESS)
+    except (AttributeError, OSError):  # Windows has no nice(); priority then stays as it is
+        log.debug("could not lower the retraining process's priority")
+    from threadpoolctl import threadpool_limits  # BLAS/OpenMP pools of numpy and scikit-learn
+
+    threadpool_limits(CHILD_THREADS)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(CHILD_THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def child_main(job: RetrainJob, events: _Queue, cancel: _Event) -> None:
     """Entry point of the spawned retraining process: progress events, then one result/cancelled/error event."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if multiprocessing.parent_process() is not None:  # a real child: its log goes to its stderr
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        yield_to_the_station()
     try:
         result = run_retrain(job, lambda event: events.put({"type": "progress", **event}), cancel.is_set)
     except Exception as exc:

@@ -49,6 +49,8 @@ class Settings:
     station_name: str
     model: str  # model bundle folder; "" = the bundled default (resolved by the app)
     base_data: Path | None  # the running model's training images, for full retraining; None = where its bundle says
+    auto_retrain_every: int  # learn in the background after this many new decisions; 0 = only on request
+    max_base_drop: float  # the promotion gate's allowed fall of base test accuracy, 0..1
 
 
 def bundled_model_dir() -> Path:
@@ -113,6 +115,20 @@ def _check_threshold(value: Any, from_cli: bool) -> float:
     return n
 
 
+def _check_count(value: Any, from_cli: bool) -> int:
+    n = _number(value, from_cli)
+    if n is None or not n.is_integer() or n < 0:
+        raise _InvalidValueError(f"auto_retrain_every must be a whole number of decisions >= 0, got {value!r}")
+    return int(n)
+
+
+def _check_base_drop(value: Any, from_cli: bool) -> float:
+    n = _number(value, from_cli)
+    if n is None or not 0.0 <= n <= 1.0:
+        raise _InvalidValueError(f"max_base_drop must be a number between 0 and 1, got {value!r}")
+    return n
+
+
 def _check_string(name: str, what: str, allow_empty: bool) -> Callable[[Any, bool], str]:
     def check(value: Any, from_cli: bool) -> str:
         if isinstance(value, str) and (allow_empty or value.strip()):
@@ -131,6 +147,8 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "model": _check_string("model", "a model bundle folder ('' for the bundled model)", allow_empty=True),
     "base_data": _check_string(
         "base_data", "a dataset folder ('' for the one the model's bundle records)", allow_empty=True),
+    "auto_retrain_every": _check_count,
+    "max_base_drop": _check_base_drop,
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings)}
 

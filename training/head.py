@@ -68,14 +68,47 @@ def class_weights_present(labels: NDArray[np.int64], num_classes: int) -> dict[i
         c: 0.0 for c in range(num_classes) if c not in remap}
 
 
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature centre and scale (of the base training embeddings): the head is fitted on z-scores,
+    where one L2 penalty treats every feature alike, then folded back into a plain Dense layer."""
+
+    center: NDArray[np.float32]
+    scale: NDArray[np.float32]
+
+    @classmethod
+    def of(cls, embeddings: NDArray[np.float32]) -> Standardizer:
+        return cls(embeddings.mean(axis=0), embeddings.std(axis=0) + 1e-6)
+
+    def __call__(self, embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
+        return (embeddings - self.center) / self.scale
+
+    def fold(self, head: Head) -> Head:
+        """The same function on raw embeddings: softmax(((x - c) / s) @ W + b) = softmax(x @ (W / s) + b')."""
+        kernel = head.kernel / self.scale[:, None]
+        return Head(kernel.astype(np.float32), (head.bias - self.center @ kernel).astype(np.float32))
+
+
+def site_share(site_count: int, pseudo_count: float) -> float:
+    """The site's share of the training weight, growing with its decisions: n / (n + pseudo_count).
+
+    A handful of corrections must not overrule thousands of base photos (half the weight at
+    ``pseudo_count`` decisions), while hundreds of them should shape the head almost alone.
+    """
+    return site_count / (site_count + pseudo_count) if site_count else 0.0
+
+
 def fit_head(
     embeddings: NDArray[np.float32],
     labels: NDArray[np.int64],
     weights: NDArray[np.float32],
     num_classes: int,
     l2: float = 1.0,
+    standardizer: Standardizer | None = None,
 ) -> Head:
     """Multinomial logistic regression (the same function as a softmax Dense layer), L-BFGS."""
+    if standardizer is not None:
+        return standardizer.fold(fit_head(standardizer(embeddings), labels, weights, num_classes, l2))
     present = np.unique(labels)
     model = LogisticRegression(C=1.0 / l2, max_iter=500)
     model.fit(embeddings, labels, sample_weight=weights)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QTo
 from station.camera import LIVE, LOST, Frame
 from station.decisions import DecisionDesk, DecisionRefusedError
 from station.inference import Prediction
+from station.retraining import LearningTrigger, outcome_line
 from station.storage import DecisionRecord
 from station.ui.class_buttons import ClassButtons
 from station.ui.colors import class_color
@@ -53,10 +54,13 @@ class MainWindow(QMainWindow):
         storage: StorageWorker,
         demo_reason: str | None = None,
         retrain_job: Callable[[str], Any] | None = None,
+        auto_retrain_every: int = 0,
     ) -> None:
         super().__init__()
         self.retrain_job = retrain_job  # mode -> the job for the Retrain buttons (None: no retraining)
+        self.learning = LearningTrigger(auto_retrain_every if retrain_job is not None else 0)
         self.retrain_worker: RetrainWorker | None = None
+        self.retrain_target: Callable[..., None] | None = None  # the child's entry point; None: the real one
         self.retrain_dialog: RetrainDialog | None = None
         self.versions_dialog: VersionsDialog | None = None
         self.statistics_view: StatisticsView | None = None
@@ -102,7 +106,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.status_labels: dict[str, QLabel] = {}
-        for name in ("camera", "capture", "inference", "dropped", "model", "today"):
+        for name in ("learning", "camera", "capture", "inference", "dropped", "model", "today"):
             label = QLabel()
             label.setContentsMargins(8, 0, 8, 0)
             self.statusBar().addPermanentWidget(label)
@@ -252,6 +256,8 @@ class MainWindow(QMainWindow):
         self.video.flash(f"✔ {verb} {record.operator_label}  (#{record.id})", OK_GREEN)
         self.video.set_notice(None)
         self._statistics_changed()
+        self.learning.decision_saved()
+        self._learn_if_due()
 
     def _on_decision_removed(self, record: DecisionRecord) -> None:
         self.desk.undone()
@@ -283,7 +289,8 @@ class MainWindow(QMainWindow):
 
     # ---- retraining and model versions
 
-    def start_retrain(self, mode: str = "fast") -> None:
+    def start_retrain(self, mode: str = "fast", background: bool = False) -> None:
+        """Retrain in a child process; ``background``: no dialog until asked for, progress in the status bar."""
         if self.retrain_job is None:
             return
         if self.retrain_worker is not None:
@@ -291,11 +298,14 @@ class MainWindow(QMainWindow):
             if self.retrain_dialog is not None:
                 self.retrain_dialog.show()
             return
-        worker = RetrainWorker(self.retrain_job(mode))
+        worker = RetrainWorker(self.retrain_job(mode), self.retrain_target)
         dialog = RetrainDialog(self)
         worker.retrain_progress.connect(dialog.show_progress)
+        worker.retrain_progress.connect(self._on_retrain_progress)
         worker.retrain_finished.connect(self._on_retrain_finished)
         worker.retrain_failed.connect(dialog.show_failure)
+        worker.retrain_failed.connect(lambda message: self._show_learning(f"learning failed: {message}", "#c0392b"))
+        worker.retrain_cancelled.connect(lambda: self._show_learning("learning cancelled", "#555"))
         worker.retrain_cancelled.connect(dialog.show_cancelled)
         worker.errored.connect(dialog.show_failure)
         worker.finished.connect(self._on_retrain_worker_finished)
@@ -303,17 +313,37 @@ class MainWindow(QMainWindow):
         dialog.promote_requested.connect(lambda r: self.use_model(Path(r["candidate"]), r["version"], activate=True))
         dialog.discard_requested.connect(lambda r: self.storage.discard_version(r["version"]))
         self.retrain_worker, self.retrain_dialog = worker, dialog
-        dialog.show()
+        self.learning.started()
+        self._show_learning(f"learning… ({mode})", "#2980b9")
+        if not background:
+            dialog.show()
         worker.start()
+
+    def _on_retrain_progress(self, event: dict[str, Any]) -> None:
+        self._show_learning(f"learning… {event.get('phase', '')} {event.get('done', 0)}/{event.get('total', 0)}",
+                            "#2980b9")
 
     def _on_retrain_finished(self, result: dict[str, Any]) -> None:
         if self.retrain_dialog is not None:
             self.retrain_dialog.show_result(result)
+        self._show_learning(f"learned: {outcome_line(result)}", "#27ae60" if result.get("promoted") else "#555")
         if result.get("promoted"):  # already active in the database: load it and swap
             self.use_model(Path(result["candidate"]), result["version"], activate=False)
 
     def _on_retrain_worker_finished(self) -> None:
         self.retrain_worker = None
+        self._learn_if_due()  # decisions made meanwhile may already call for the next one
+
+    def _learn_if_due(self) -> None:
+        if self.learning.due(running=self.retrain_worker is not None):
+            self.start_retrain("fast", background=True)
+
+    def _show_learning(self, text: str, color: str) -> None:
+        label = self.status_labels["learning"]
+        label.setTextFormat(Qt.TextFormat.PlainText)
+        label.setStyleSheet(f"color: {color}")
+        label.setText(text)
+        label.setToolTip(text)
 
     def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
         """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure."""

@@ -38,7 +38,7 @@ def make_settings(tmp_path: Path, tiny_bundle_path: Path) -> Callable[..., Setti
         values: dict[str, object] = {
             "source": str(tmp_path / "photos"), "interval": 0.0, "threshold": 0.6,
             "data_dir": tmp_path / "data", "station_name": "test-station", "model": str(tiny_bundle_path),
-            "base_data": None,
+            "base_data": None, "auto_retrain_every": 0, "max_base_drop": 0.05,
         }
         values.update(changes)
         return Settings(**values)  # type: ignore[arg-type]

@@ -64,3 +64,23 @@ def test_a_class_without_samples_is_never_predicted() -> None:
     head = fit_head(x, y, np.ones(40, np.float32), 3)
     assert head.probabilities(x)[:, 1].max() < 1e-6
     assert set(head.probabilities(x).argmax(1)) <= {0, 2}
+
+
+def test_a_head_fitted_on_standardised_features_is_folded_into_a_plain_dense_layer() -> None:
+    from training.head import Standardizer
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(5.0, [0.1, 10.0, 1.0], (60, 3)).astype(np.float32)  # features on very different scales
+    y = (x[:, 0] > 5.0).astype(np.int64) + (x[:, 2] > 5.0)
+    standardizer = Standardizer.of(x)
+    head = fit_head(x, y, np.ones(len(y), np.float32), 3, standardizer=standardizer)
+    direct = fit_head(standardizer(x), y, np.ones(len(y), np.float32), 3)
+    np.testing.assert_allclose(head.probabilities(x), direct.probabilities(standardizer(x)), atol=1e-5)
+
+
+def test_the_site_share_grows_with_the_number_of_decisions() -> None:
+    from training.head import site_share
+
+    shares = [site_share(n, 30) for n in (0, 10, 30, 300, 3000)]
+    assert shares[0] == 0.0 and shares[2] == 0.5
+    assert shares == sorted(shares) and shares[-1] > 0.99

@@ -35,6 +35,8 @@ def test_shipped_defaults(no_user_file: Path) -> None:
         station_name="station-1",
         model="",
         base_data=None,
+        auto_retrain_every=50,
+        max_base_drop=0.05,
     )
 
 
@@ -122,6 +124,9 @@ def test_home_paths_shown_with_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ('station_name = "  "', "station_name must be a non-empty name, got '  '"),
         ("data_dir = 3", "data_dir must be a folder path ('' for the default data folder), got 3"),
         ('source = ""', "source must be a camera index, video file, URL or image folder, got ''"),
+        ("auto_retrain_every = 2.5", "auto_retrain_every must be a whole number of decisions >= 0, got 2.5"),
+        ("auto_retrain_every = -1", "auto_retrain_every must be a whole number of decisions >= 0, got -1"),
+        ("max_base_drop = 2", "max_base_drop must be a number between 0 and 1, got 2"),
     ],
 )
 def test_bad_value_names_file_and_key(tmp_path: Path, line: str, expected: str) -> None:

@@ -1,0 +1,86 @@
+"""Learning without a click: a background retraining after every N decisions, one at a time."""
+
+from __future__ import annotations
+
+from station.retraining import RetrainJob
+from station.storage import Storage
+from tests.child_targets import crashing_child, declined_child, slow_child
+from tests.gui.test_main_window import WAIT_MS, start_window, wait_for_prediction
+
+
+def auto_window(qtbot, windows, make_settings, classifier, every: int, target):
+    settings = make_settings(auto_retrain_every=every)
+    window = start_window(qtbot, windows, settings, classifier)
+    window.retrain_job = lambda mode: RetrainJob(settings.data_dir, classifier.bundle.path, mode=mode)
+    window.learning.every = every  # assemble_window read the setting before the job was set
+    window.retrain_target = target
+    return window, settings
+
+
+def decide(qtbot, window) -> None:
+    wait_for_prediction(qtbot, window)
+    with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
+        window.confirm()
+
+
+def learning_text(window) -> str:
+    return window.status_labels["learning"].text()
+
+
+def test_every_n_decisions_a_background_retraining_runs_and_its_outcome_is_shown(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    window, _ = auto_window(qtbot, windows, make_settings, tiny_classifier, 3, declined_child)
+    decide(qtbot, window)
+    decide(qtbot, window)
+    assert window.retrain_worker is None and learning_text(window) == ""
+    decide(qtbot, window)
+    worker = window.retrain_worker
+    assert worker is not None
+    assert not window.retrain_dialog.isVisible()  # in the background: no dialog in the operator's way
+    assert learning_text(window).startswith("learning…")
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)
+    assert learning_text(window) == "learned: r1 kept as a candidate (site-worse, site 60% → 30% of 20)"
+    assert window.inference.classifier.version == "tiny-v1"  # declined: the running model stays
+    window.retrain_action.trigger()  # the Retrain button stays, with its dialog
+    assert window.retrain_worker is not None and window.retrain_dialog.isVisible()
+    with qtbot.waitSignal(window.retrain_worker.finished, timeout=WAIT_MS):
+        pass
+
+
+def test_two_triggers_never_run_two_retrainings(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    window, _ = auto_window(qtbot, windows, make_settings, tiny_classifier, 1, slow_child)
+    decide(qtbot, window)
+    first = window.retrain_worker
+    assert first is not None
+    decide(qtbot, window)  # due again, but one is running: it waits its turn
+    decide(qtbot, window)
+    assert window.retrain_worker is first and window.learning.pending == 2
+    with qtbot.waitSignal(first.finished, timeout=WAIT_MS):
+        first.cancel()
+    qtbot.waitUntil(lambda: window.retrain_worker not in (None, first), timeout=WAIT_MS)  # the next one
+    assert window.learning.pending == 0
+    second = window.retrain_worker
+    with qtbot.waitSignal(second.finished, timeout=WAIT_MS):
+        second.cancel()
+
+
+def test_a_failed_background_retraining_leaves_model_and_database_as_they_were(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    window, settings = auto_window(qtbot, windows, make_settings, tiny_classifier, 1, crashing_child)
+    with Storage(settings.data_dir) as storage:
+        before = [(v.version, v.status) for v in storage.versions()]
+    decide(qtbot, window)
+    worker = window.retrain_worker
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    qtbot.waitUntil(lambda: learning_text(window).startswith("learning failed"), timeout=WAIT_MS)
+    assert window.inference.classifier.version == "tiny-v1"
+    with Storage(settings.data_dir) as storage:
+        assert [(v.version, v.status) for v in storage.versions()] == before
+    assert not list((settings.data_dir / "models").glob(".*partial*"))
