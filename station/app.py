@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from station.settings import Settings, SettingsError, load_settings, model_folder
-from station.startup import Started, choose_source, load_active_model, start_station
+from station.startup import Started, choose_source, feed_note, load_active_model, start_station
 from training.quiet import quiet_libraries
 
 if TYPE_CHECKING:  # Qt, OpenCV and TensorFlow load only once the arguments are known to be good
@@ -161,7 +161,8 @@ def assemble_window(
     inference = InferenceWorker(classifier, slot)
     storage = StorageWorker(settings.data_dir, settings.station_name)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
-    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job)
+    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,
+                      feed_note=feed_note(settings, demo_reason))
 
 
 def start_workers(window: MainWindow) -> None:

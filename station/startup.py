@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # both import TensorFlow / OpenCV: only when the steps run
 
 log = logging.getLogger("station")
 
+DEMO_INTERVAL = 2.0  # seconds per demo image when the settings' interval is 0
+
 Report = Callable[[str], None]
 
 
@@ -104,6 +106,21 @@ def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | 
     except CameraError as exc:
         reason = str(exc)
         log.warning("source %s unavailable, using the demo feed: %s", settings.source, exc)
-        interval = settings.interval or 2.0
+        interval = demo_interval(settings)
         return (lambda: FolderSource(DEMO_DIR, interval)), reason
     return (lambda: open_source(settings.source, settings.interval)), None
+
+
+def demo_interval(settings: Settings) -> float:
+    return settings.interval or DEMO_INTERVAL
+
+
+def feed_note(settings: Settings, demo_reason: str | None) -> str | None:
+    """What the status bar says instead of "live" for image folders (None: a camera, stream or video)."""
+    if demo_reason is not None:
+        return f"demo, one image every {demo_interval(settings):g} s"
+    if not Path(settings.source).expanduser().is_dir():
+        return None
+    if settings.interval == 0:
+        return "folder, next image after each decision"
+    return f"folder, one image every {settings.interval:g} s"
