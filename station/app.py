@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         return fail("Settings problem", str(exc))
     splash.add_step(f"Opening the data folder {settings.data_dir}…")
+    log.info("opening the data folder %s", settings.data_dir)
     storage = open_storage(settings)
     if storage is None:
         splash.close()

@@ -46,7 +46,7 @@ def start_station(settings: Settings, model_dir: Path, report: Report) -> Starte
     from station.storage import Storage
     from training.quiet import import_tensorflow
 
-    report("Starting TensorFlow…")
+    report("Starting TensorFlow (it takes several seconds)…")
     import_tensorflow()
     with Storage(settings.data_dir, settings.station_name) as storage:
         classifier, warning = load_active_model(storage, model_dir, report)
@@ -103,9 +103,8 @@ def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | 
         probe = open_source(settings.source, settings.interval)
         probe.open()
         probe.close()
-    except CameraError as exc:
+    except CameraError as exc:  # start_station reports it; the window's banner shows it
         reason = str(exc)
-        log.warning("source %s unavailable, using the demo feed: %s", settings.source, exc)
         interval = demo_interval(settings)
         return (lambda: FolderSource(DEMO_DIR, interval)), reason
     return (lambda: open_source(settings.source, settings.interval)), None

@@ -44,7 +44,6 @@ class StartupWindow(QWidget):
     def add_step(self, text: str) -> None:
         self.lines.append(text)
         self.step_started = time.monotonic()
-        log.info("%s", text)
         self._render()
 
     def steps_text(self) -> str:
@@ -69,9 +68,13 @@ class StartupWorker(QThread):
         self.job = job
         self.expected = expected  # errors whose message is for the operator as it is
 
+    def report(self, text: str) -> None:
+        log.info("%s", text)  # logged here, in order with the job's own log lines
+        self.step.emit(text)
+
     def run(self) -> None:
         try:
-            result = self.job(self.step.emit)
+            result = self.job(self.report)
         except self.expected as exc:
             self.failed.emit(str(exc))
         except Exception as exc:  # reported, never swallowed: the station cannot start without it
