@@ -18,6 +18,7 @@ FINAL_PHASE = "done"
 # Metrics worth a row in the summary, in this order; any other number both models report follows them.
 PREFERRED_METRICS = ("accuracy", "macro_f1")
 PART_NAMES = {"decisions": "held-out decisions", "base_test": "base test split"}
+METRIC_NAMES = {"macro_f1": "macro-F1"}
 
 
 def phase_key(phase: str) -> str:
@@ -125,7 +126,8 @@ def metric_rows(
         ordered = [k for k in PREFERRED_METRICS if k in numbers] + [k for k in numbers if k not in PREFERRED_METRICS]
         count = f" ({now['count']})" if is_number(now.get("count")) else ""
         for metric in ordered:
-            label = f"{PART_NAMES.get(part, part.replace('_', ' '))}{count} {metric.replace('_', '-')}"
+            name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+            label = f"{PART_NAMES.get(part, part.replace('_', ' '))}{count} {name}"
             rows.append((label, float(now[metric]), float(new[metric])))
     return rows
 
