@@ -13,11 +13,14 @@ from station.startup import Started, choose_source, feed_note, load_active_model
 from training.quiet import quiet_libraries
 
 if TYPE_CHECKING:  # Qt, OpenCV and TensorFlow load only once the arguments are known to be good
+    from PySide6.QtWidgets import QApplication
+
     from station.camera import FrameSource
     from station.inference import Classifier
     from station.retraining import RetrainJob
     from station.storage import Storage
     from station.ui.main_window import MainWindow
+    from station.ui.startup_window import StartupWindow
 
 __all__ = ["assemble_window", "choose_source", "load_active_model", "main", "start_workers"]
 
@@ -41,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName("Sorting station")
     app.setQuitOnLastWindowClosed(False)  # the start-up window closes before the main window opens
     splash = StartupWindow()
+    splash.cancelled.connect(lambda: app.exit(0))  # closed while starting: the operator changed their mind
     splash.show()
     app.processEvents()
     log.info("start-up window shown")
@@ -48,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def fail(title: str, message: str) -> int:
         log.error("%s: %s", title, message)
         QMessageBox.critical(None, title, message)
-        splash.close()
+        splash.finish()
         return 1
 
     try:
@@ -60,13 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("opening the data folder %s", settings.data_dir)
     storage = open_storage(settings)
     if storage is None:
-        splash.close()
+        splash.finish()
         return 1
     storage.close()
     return run_startup(app, splash, settings, model_dir, fail)
 
 
-def run_startup(app: Any, splash: Any, settings: Settings, model_dir: Path, fail: Callable[[str, str], int]) -> int:
+def run_startup(
+    app: QApplication, splash: StartupWindow, settings: Settings, model_dir: Path, fail: Callable[[str, str], int]
+) -> int:
     """Load the model and open the source off the GUI thread, then swap the start-up window for the station's."""
     from PySide6.QtWidgets import QMessageBox
 
@@ -80,7 +86,7 @@ def run_startup(app: Any, splash: Any, settings: Settings, model_dir: Path, fail
         window = build_window(settings, model_dir, started)
         windows.append(window)
         window.show()
-        splash.close()
+        splash.finish()
         app.setQuitOnLastWindowClosed(True)
         for warning in started.warnings:
             QMessageBox.warning(window, "Model version problem", warning)

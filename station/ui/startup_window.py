@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QThread, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 log = logging.getLogger("station")
@@ -20,6 +21,8 @@ DONE, PENDING = "✔", "…"
 
 class StartupWindow(QWidget):
     """A title, then one line per start-up step: finished ones ticked, the current one with its seconds."""
+
+    cancelled = Signal()  # the operator closed it before the station was ready
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,6 +40,7 @@ class StartupWindow(QWidget):
         layout.addStretch(1)
         self.resize(620, 220)
         self.lines: list[str] = []
+        self.finished = False
         self.step_started = time.monotonic()
         self.timer = QTimer(self, interval=500, timeout=self._render)  # the seconds tick: it is not stuck
         self.timer.start()
@@ -45,6 +49,17 @@ class StartupWindow(QWidget):
         self.lines.append(text)
         self.step_started = time.monotonic()
         self._render()
+
+    def finish(self) -> None:
+        """Close it because start-up is over (or failed), not because the operator gave up."""
+        self.finished = True
+        self.timer.stop()
+        self.close()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        if not self.finished:
+            self.cancelled.emit()
+        event.accept()
 
     def steps_text(self) -> str:
         return self.steps.text()

@@ -128,3 +128,28 @@ def test_the_start_up_window_shows_each_step_until_the_station_s_window(
     assert seen.get("splash first") is True and seen.get("splash closed") is True
     assert f"Loading model {tiny_bundle_path.name}" in str(seen["steps"])
     assert "folder, next image after each decision" in str(seen["status"])  # not "live"
+
+
+def test_closing_the_start_up_window_ends_the_station(
+    qtbot, tmp_path: Path, tiny_bundle_path: Path, image_folder: Path
+) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.ui.main_window import MainWindow
+    from station.ui.startup_window import StartupWindow
+
+    def close_it() -> None:
+        splash = next((w for w in QApplication.topLevelWidgets() if isinstance(w, StartupWindow) and w.isVisible()),
+                      None)
+        if splash is not None:
+            timer.stop()
+            splash.close()  # as the operator would, with the window's close button
+
+    timer = QTimer(interval=10, timeout=close_it)
+    timer.start()
+    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(tmp_path / "data"),
+                     "--source", str(image_folder)])
+    timer.stop()
+    assert code == 0
+    assert not any(isinstance(w, MainWindow) and w.isVisible() for w in QApplication.topLevelWidgets())
