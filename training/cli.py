@@ -12,14 +12,13 @@ from typing import Any
 from training.errors import TrainingError
 from training.quiet import import_tensorflow, quiet_libraries
 
-VERBOSE_FLAGS = ("-v", "--verbose")
 DATASET_HINT = "(TrashNet: see 'Datasets' in the README)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument(*VERBOSE_FLAGS, action="store_true",
+    parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every library message (TensorFlow's start-up notes, OpenCV warnings)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bundle_help = "model bundle folder (model.keras, labels.json, ...)"
@@ -35,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'imagenet' (downloaded into ~/.keras/models on first use: needs internet, "
                        "or the file already there), 'none' (from scratch, works offline) or a local "
                        "efficientnetv2-b2_notop.h5 / .weights.h5 file")
-    from training.train import TrainConfig  # the defaults live in one place: TrainConfig
+    from training.config import TrainConfig  # the defaults live in one place: TrainConfig
 
     defaults = TrainConfig(data_dir="", out="")
     for name, help_text in [
@@ -98,18 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_command(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """A sub-command whose --help shows every default."""
-    return commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    """A sub-command whose --help shows every default; -v works after its name too."""
+    command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show every library message")
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Before the parser: the train options' defaults come from training.train, which imports TensorFlow.
-    quiet_libraries(verbose=any(flag in argv for flag in VERBOSE_FLAGS))
-    import_tensorflow()
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # no TensorFlow yet: --help and mistakes are answered at once
+    quiet_libraries(args.verbose)
     try:
         check_data_dir(args)
+        import_tensorflow()  # every command uses it; its start-up notes filtered unless --verbose
         return COMMANDS[args.command](args)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
