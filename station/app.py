@@ -2,115 +2,134 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from station.camera import CameraError, FolderSource, FrameSource, LatestFrameSlot, open_source
-from station.settings import DEMO_DIR, Settings, SettingsError, bundled_model_dir, load_settings
+from station.settings import Settings, SettingsError, load_settings, model_folder
+from station.startup import Started, choose_source, feed_note, load_active_model, start_station
+from training.quiet import quiet_libraries
 
-if TYPE_CHECKING:  # Qt and TensorFlow load only once the arguments are known to be good
+if TYPE_CHECKING:  # Qt, OpenCV and TensorFlow load only once the arguments are known to be good
+    from PySide6.QtWidgets import QApplication
+
+    from station.camera import FrameSource
     from station.inference import Classifier
     from station.retraining import RetrainJob
     from station.storage import Storage
     from station.ui.main_window import MainWindow
+    from station.ui.startup_window import StartupWindow
+
+__all__ = ["assemble_window", "choose_source", "load_active_model", "main", "start_workers"]
 
 log = logging.getLogger("station")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="station",
-        description="Sorting station: live classification, keyboard confirm/correct, decisions in SQLite.",
-        epilog="Settings come from resources/station.toml, then your station.toml, then these options.",
-    )
-    parser.add_argument("--source", help="camera index (0), video file, stream URL or a folder of images")
-    parser.add_argument("--interval", type=float,
-                        help="folder source: seconds per image; 0 = next image only after a decision")
-    parser.add_argument("--threshold", type=float, help="confidence below which a prediction is 'uncertain'")
-    parser.add_argument("--data-dir", dest="data_dir", help="folder for station.db and images/")
-    parser.add_argument("--station-name", dest="station_name", help="name stored with each decision")
-    parser.add_argument("--model", help="model bundle folder (default: the bundled model)")
-    parser.add_argument("--base-data", dest="base_data",
-                        help="the model's training dataset, for full retraining (default: where its bundle says)")
-    parser.add_argument("--auto-retrain-every", dest="auto_retrain_every", type=int,
-                        help="retrain in the background after this many new decisions (0 = only on request)")
-    parser.add_argument("--max-base-drop", dest="max_base_drop", type=float,
-                        help="the gate's allowed fall of base test accuracy below the shipped model's (0..1)")
-    return parser
-
-
-def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | None]:
-    """The configured source, or the demo images when it cannot be opened at start.
-
-    Returns a factory (the capture loop reopens sources after a loss) and the demo reason.
-    """
-    try:
-        probe = open_source(settings.source, settings.interval)
-        probe.open()
-        probe.close()
-    except CameraError as exc:
-        reason = str(exc)
-        log.warning("source %s unavailable, using the demo feed: %s", settings.source, exc)
-        interval = settings.interval or 2.0
-        return (lambda: FolderSource(DEMO_DIR, interval)), reason
-    return (lambda: open_source(settings.source, settings.interval)), None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """The window: a start-up window at once, the live view once the model is loaded and the source open."""
+    from station.cli import build_parser, gui_overrides
+
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    quiet_libraries(args.verbose)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from PySide6.QtWidgets import QApplication, QMessageBox
 
+    from station.ui.startup_window import StartupWindow
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Sorting station")
+    app.setQuitOnLastWindowClosed(False)  # the start-up window closes before the main window opens
+    splash = StartupWindow()
+    splash.cancelled.connect(lambda: app.exit(0))  # closed while starting: the operator changed their mind
+    splash.show()
+    app.processEvents()
+    log.info("start-up window shown")
 
     def fail(title: str, message: str) -> int:
         log.error("%s: %s", title, message)
         QMessageBox.critical(None, title, message)
+        splash.finish()
         return 1
 
     try:
-        settings = load_settings(overrides)
-        model_dir = Path(settings.model) if settings.model else bundled_model_dir()
+        settings = load_settings(gui_overrides(args))
+        model_dir = model_folder(settings)
     except SettingsError as exc:
         return fail("Settings problem", str(exc))
-
-    window = build_window(settings, model_dir, fail)
-    if window is None:
+    splash.add_step(f"Opening the data folder {settings.data_dir}…")
+    log.info("opening the data folder %s", settings.data_dir)
+    storage = open_storage(settings)
+    if storage is None:
+        splash.finish()
         return 1
-    window.show()
+    storage.close()
+    return run_startup(app, splash, settings, model_dir, fail)
+
+
+def run_startup(
+    app: QApplication, splash: StartupWindow, settings: Settings, model_dir: Path, fail: Callable[[str, str], int]
+) -> int:
+    """Load the model and open the source off the GUI thread, then swap the start-up window for the station's."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from station.storage import StorageError
+    from station.ui.startup_window import StartupWorker
+    from training.errors import TrainingError
+
+    windows: list[MainWindow] = []  # keeps the window alive while the event loop runs
+
+    def on_ready(started: Started) -> None:
+        window = build_window(settings, model_dir, started)
+        windows.append(window)
+        window.show()
+        splash.finish()
+        app.setQuitOnLastWindowClosed(True)
+        for warning in started.warnings:
+            QMessageBox.warning(window, "Model version problem", warning)
+
+    def on_failed(message: str) -> None:
+        fail("Model problem", message)
+        app.exit(1)
+
+    worker = StartupWorker(lambda report: start_station(settings, model_dir, report),
+                           (TrainingError, StorageError, SettingsError))
+    worker.step.connect(splash.add_step)
+    worker.ready.connect(on_ready)
+    worker.failed.connect(on_failed)
+    worker.start()
     code = app.exec()
+    worker.wait()
     return code
 
 
-def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str], int]) -> MainWindow | None:
-    """Check the data folder, load the active model, start the workers and return the window (None on failure)."""
+def build_window(settings: Settings, model_dir: Path, started: Started) -> MainWindow:
+    """The station window on a loaded model and source, its workers running."""
     from station.retraining import RetrainJob
 
-    storage = open_storage(settings)
-    if storage is None:
-        return None
-    try:
-        classifier = load_active_model(storage, model_dir, fail)
-    finally:
-        storage.close()
-    if classifier is None:
-        return None
-    factory, demo_reason = choose_source(settings)
-    window = assemble_window(settings, classifier, factory, demo_reason,
+    window = assemble_window(settings, started.classifier, started.factory, started.demo_reason,
                              retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode,
                                                                  base_data_dir=settings.base_data,
                                                                  max_base_drop=settings.max_base_drop))
+    window.inference.prediction_ready.connect(log_first_prediction(window))
     start_workers(window)
-    log.info("station %s: model %s, source %s, data in %s", settings.station_name, classifier.version,
-             "demo" if demo_reason else settings.source, settings.data_dir)
+    log.info("station %s: model %s, source %s, data in %s", settings.station_name, started.classifier.version,
+             "demo" if started.demo_reason else settings.source, settings.data_dir)
     return window
+
+
+def log_first_prediction(window: MainWindow) -> Callable[[Any], None]:
+    """A slot that logs the first prediction only (what start-up waited for), then disconnects itself."""
+
+    def on_prediction(prediction: Any) -> None:
+        window.inference.prediction_ready.disconnect(on_prediction)
+        log.info("first prediction: %s %.0f%% (model %s)", prediction.label, prediction.confidence * 100,
+                 prediction.model_version)
+
+    return on_prediction
 
 
 def open_storage(settings: Settings) -> Storage | None:
@@ -132,37 +151,6 @@ def open_storage(settings: Settings) -> Storage | None:
                 return None
 
 
-def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, str], int]) -> Classifier | None:
-    """The data folder's active model version; the configured bundle when none is active (or it is broken)."""
-    from PySide6.QtWidgets import QMessageBox
-
-    from station.inference import Classifier
-    from station.retraining import activate_bundle
-    from station.storage import StorageError
-    from training.errors import TrainingError
-
-    active = storage.active_version()
-    if active is not None:
-        try:
-            return Classifier.load(storage.version_path(active), active.version)
-        except TrainingError as exc:
-            log.error("active model version %s unusable: %s", active.version, exc)
-            QMessageBox.warning(None, "Model version problem",
-                                f"Model version {active.version} cannot be used:\n{exc}\n\n"
-                                f"Starting with {model_dir} instead; it becomes the active version "
-                                "(Model versions… rolls back once the other one is repaired).")
-    try:
-        classifier = Classifier.load(model_dir)
-    except TrainingError as exc:
-        fail("Model problem", f"The model at {model_dir} cannot be used:\n{exc}")
-        return None
-    try:  # the database says which model runs: the first time, or after an update replaced the bundled model
-        activate_bundle(storage, model_dir)
-    except StorageError as exc:  # e.g. locked by another station: the model runs; its row can wait
-        log.warning("could not record %s as the active model version: %s", model_dir.name, exc)
-    return classifier
-
-
 def assemble_window(
     settings: Settings,
     classifier: Classifier,
@@ -171,6 +159,7 @@ def assemble_window(
     retrain_job: Callable[[str], RetrainJob] | None = None,
 ) -> MainWindow:
     """Workers, decision desk and window, wired but not started."""
+    from station.camera import LatestFrameSlot
     from station.decisions import DecisionDesk
     from station.ui.main_window import MainWindow
     from station.workers import CaptureWorker, InferenceWorker, StorageWorker
@@ -180,7 +169,8 @@ def assemble_window(
     inference = InferenceWorker(classifier, slot)
     storage = StorageWorker(settings.data_dir, settings.station_name)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
-    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job, settings.auto_retrain_every)
+    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,
+                      feed_note=feed_note(settings, demo_reason), auto_retrain_every=settings.auto_retrain_every)
 
 
 def start_workers(window: MainWindow) -> None:

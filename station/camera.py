@@ -23,6 +23,8 @@ from numpy.typing import NDArray
 
 from training.preprocess import IMAGE_EXTENSIONS, load_rgb
 
+DOCUMENT_EXTENSIONS = {".md", ".txt"}  # notes beside the photos: skipped without a word
+
 log = logging.getLogger(__name__)
 
 # Every capture state the loop reports through ``on_state(state, detail)``.
@@ -209,8 +211,9 @@ class FolderSource(FrameSource):
         files = sorted((p for p in self.folder.iterdir() if p.is_file()), key=lambda p: p.name)
         self._paths = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         self.skipped = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-        if self.skipped:
-            log.info("%s: skipping %d non-image files", self.description, len(self.skipped))
+        unexpected = [p for p in self.skipped if p.suffix.lower() not in DOCUMENT_EXTENSIONS]
+        if unexpected:  # a README beside the photos (the demo folder has one) is no news
+            log.info("%s: skipping %d non-image files", self.description, len(unexpected))
         self._position = -1
         self._index = 0
         # decoding the first image now is the only honest "can I open this?"; read() serves it

@@ -64,6 +64,11 @@ def bundled_model_dir() -> Path:
     raise SettingsError([f"several bundles under {MODELS_DIR} ({names}); set 'model' to the one to use"])
 
 
+def model_folder(settings: Settings) -> Path:
+    """The bundle the settings name, or the bundled one ("" = default)."""
+    return Path(settings.model).expanduser() if settings.model else bundled_model_dir()
+
+
 def user_config_file() -> Path:
     return platformdirs.user_config_path(APP_NAME) / "station.toml"
 

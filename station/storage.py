@@ -680,10 +680,13 @@ class Storage:
         return self._read(lambda s: s.scalar(query))
 
     def count_today(self, now: datetime | None = None) -> int:
-        """Decisions made since local midnight (``now`` naive = local time; default: the clock)."""
+        """Decisions made since local midnight (``now`` naive = local time; default: the clock).
+
+        Imported photos are not decisions of the day (dated by their files): the statistics leave them out too.
+        """
         local = (now or datetime.now()).astimezone()
         start, end = local_day_bounds(local.date())
-        in_day = (Decision.created_at >= start) & (Decision.created_at < end)
+        in_day = (Decision.created_at >= start) & (Decision.created_at < end) & (Decision.kind != IMPORTED)
         query = select(func.count()).select_from(Decision).where(in_day)
         return self._read(lambda s: s.scalar(query))
 

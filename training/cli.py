@@ -7,24 +7,34 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from training.errors import TrainingError
+from training.quiet import import_tensorflow, quiet_libraries
+
+DATASET_HINT = "(TrashNet: see 'Datasets' in the README)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show every library message (TensorFlow's start-up notes, OpenCV warnings)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bundle_help = "model bundle folder (model.keras, labels.json, ...)"
 
-    explore = commands.add_parser("explore", help="class counts, sample grid, sizes, bad files")
+    explore = add_command(commands, "explore", help="class counts, sample grid, sizes, bad files")
     explore.add_argument("data_dir", help="folder with one sub-folder per class")
     explore.add_argument("--out", required=True, help="folder for the plots and explore.json")
 
-    train = commands.add_parser("train", help="train a model bundle")
+    train = add_command(commands, "train", help="train a model bundle")
     train.add_argument("data_dir", help="folder with one sub-folder per class")
     train.add_argument("--out", required=True, help="run folder; becomes the model bundle")
     train.add_argument("--weights", default="imagenet",
-                       help="'imagenet' (download), 'none' (from scratch) or a local no-top weights file")
-    from training.train import TrainConfig  # the defaults live in one place: TrainConfig
+                       help="'imagenet' (downloaded into ~/.keras/models on first use: needs internet, "
+                       "or the file already there), 'none' (from scratch, works offline) or a local "
+                       "efficientnetv2-b2_notop.h5 / .weights.h5 file")
+    from training.config import TrainConfig  # the defaults live in one place: TrainConfig
 
     defaults = TrainConfig(data_dir="", out="")
     for name, help_text in [
@@ -51,51 +61,82 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         default = getattr(defaults, name)
         train.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
-                           help=f"{help_text} (default {default!r})")
+                           help=f"{help_text} (default %(default)r)")
 
     train.add_argument("--no-base-embeddings", dest="base_embeddings", action="store_false",
                        help="do not store the splits' embeddings in the bundle (e.g. when pretraining a backbone)")
     train.add_argument("--resume", action="store_true",
                        help="continue the unfinished run checkpointed in OUT.resume/ (same options)")
 
-    evaluate = commands.add_parser("evaluate", help="metrics and plots of a bundle on a dataset")
-    evaluate.add_argument("bundle")
-    evaluate.add_argument("data_dir")
+    evaluate = add_command(commands, "evaluate", help="metrics and plots of a bundle on a dataset")
+    evaluate.add_argument("bundle", help=bundle_help)
+    evaluate.add_argument("data_dir", help=f"folder with one sub-folder per class {DATASET_HINT}")
     evaluate.add_argument("--split", choices=["test", "all"], default="test",
                           help="'test': the bundle's own test split; 'all': every image")
     evaluate.add_argument("--out", help="folder for report.txt and confusion.png "
                           "(default BUNDLE/evaluation/<data folder>-<split>)")
 
-    demo = commands.add_parser("demo-images", help="copy a few test-split images per class (the station's demo feed)")
-    demo.add_argument("bundle")
-    demo.add_argument("data_dir")
+    demo = add_command(commands, "demo-images", help="copy a few test-split images per class (the station's demo feed)")
+    demo.add_argument("bundle", help=bundle_help)
+    demo.add_argument("data_dir", help="the dataset the bundle was trained on (its split.json names the files)")
     demo.add_argument("--out", required=True, help="folder to fill (created; must be empty)")
-    demo.add_argument("--per-class", type=int, default=5)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--per-class", type=int, default=5, help="images per class")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the random pick")
 
-    embed = commands.add_parser(
+    embed = add_command(commands,
         "embed", help="store the backbone embeddings of the bundle's train and test splits in the bundle",
         description="Writes BUNDLE/base-embeddings.npz, so fast retraining needs no copy of the base data. "
         "`train` does this itself; use it for a bundle trained before, or after replacing model.keras.")
-    embed.add_argument("bundle")
+    embed.add_argument("bundle", help=bundle_help)
     embed.add_argument("data_dir", help="the dataset the bundle was trained on (its split.json names the files)")
 
-    predict = commands.add_parser("predict", help="label image files, one JSON line each")
-    predict.add_argument("bundle")
-    predict.add_argument("images", nargs="+")
+    predict = add_command(commands, "predict", help="label image files, one JSON line each")
+    predict.add_argument("bundle", help=bundle_help)
+    predict.add_argument("images", nargs="+", help="image files to label")
     return parser
 
 
+def add_command(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A sub-command whose --help shows every default; -v works after its name too."""
+    command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show every library message")
+    return command
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # no TensorFlow yet: --help and mistakes are answered at once
+    quiet_libraries(args.verbose)
     try:
+        check_data_dir(args)
+        import_tensorflow()  # every command uses it; its start-up notes filtered unless --verbose
         return COMMANDS[args.command](args)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:  # a file that vanished mid-run: one line, not a traceback
+        print(f"error: file not found: {exc.filename or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; nothing was written to the output folder", file=sys.stderr)
         return 130
+
+
+def check_data_dir(args: argparse.Namespace) -> None:
+    """A data folder named on the command line must exist: say which one (absolute), before any work."""
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise TrainingError(f"data folder not found: {Path(data_dir).expanduser().resolve()} {DATASET_HINT}")
+
+
+def check_split_files(data_dir: str | Path, relpaths: Sequence[str], what: str) -> None:
+    """Every file a bundle's split names must be in ``data_dir``; otherwise one line naming the first missing."""
+    root = Path(data_dir)
+    missing = [rel for rel in relpaths if not (root / rel).is_file()]
+    if missing:
+        raise TrainingError(
+            f"{len(missing)} of the {len(relpaths)} {what} images are not in {root.resolve()} "
+            f"(first: {missing[0]}); is it the dataset the bundle was trained on? {DATASET_HINT}")
 
 
 def run_explore(args: argparse.Namespace) -> int:
@@ -118,10 +159,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from training.data import load_split
     from training.evaluate import evaluate_bundle
     from training.model import load_bundle
 
     bundle = load_bundle(args.bundle)
+    if args.split == "test":
+        check_split_files(args.data_dir, load_split(bundle.path / "split.json")["test"], "test-split")
     default_out = bundle.path / "evaluation" / f"{Path(args.data_dir).resolve().name}-{args.split}"
     out = Path(args.out) if args.out else default_out
     metrics = evaluate_bundle(bundle, args.data_dir, args.split, out)
@@ -132,10 +176,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    from training.data import load_split
     from training.embeddings import write_base_embeddings
     from training.model import load_bundle
 
-    path = write_base_embeddings(load_bundle(args.bundle), Path(args.data_dir))
+    bundle = load_bundle(args.bundle)
+    split = load_split(bundle.path / "split.json")
+    check_split_files(args.data_dir, split["train"] + split["test"], "train- and test-split")
+    path = write_base_embeddings(bundle, Path(args.data_dir))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -158,6 +206,7 @@ def run_demo_images(args: argparse.Namespace) -> int:
     from training.data import load_split
 
     split = load_split(Path(args.bundle) / "split.json")  # no model load: only the manifest matters
+    check_split_files(args.data_dir, split["test"], "test-split")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise TrainingError(f"{out} is not empty")

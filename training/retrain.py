@@ -383,7 +383,8 @@ def base_data_folder(parent: Bundle, request: RetrainRequest) -> Path:
     """The request's base data, else the parent's training folder (a relative one counts from the bundle)."""
     data_dir = request.base_data_dir or parent.path / parent.config.get("data_dir", "")
     if not data_dir.is_dir():
-        raise TrainingError(f"the base data of {parent.path} is not at {data_dir}; give its folder (--base-data)")
+        raise TrainingError(
+            f"the base data of {parent.path} is not at {data_dir.resolve()}; give its folder (--base-data)")
     return data_dir
 
 

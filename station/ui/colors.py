@@ -25,3 +25,8 @@ def text_color_on(background: QColor) -> QColor:
     """Black or white, whichever reads better on ``background``."""
     luminance = 0.299 * background.red() + 0.587 * background.green() + 0.114 * background.blue()
     return QColor("black") if luminance > 150 else QColor("white")
+
+
+# What a decision toast says at a glance: the model was right (green), or the operator corrected it.
+CONFIRMED_GREEN = QColor("#27ae60")
+CORRECTED_PURPLE = QColor("#8e44ad")

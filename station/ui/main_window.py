@@ -17,7 +17,7 @@ from station.inference import Prediction
 from station.retraining import LearningTrigger, outcome_line
 from station.storage import DecisionRecord
 from station.ui.class_buttons import ClassButtons
-from station.ui.colors import class_color
+from station.ui.colors import CONFIRMED_GREEN, CORRECTED_PURPLE, class_color
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
 from station.ui.retrain_dialog import RetrainDialog
@@ -35,7 +35,7 @@ from station.workers import (
     Worker,
 )
 
-OK_GREEN = QColor("#27ae60")
+OK_GREEN = CONFIRMED_GREEN
 HINT_GREY = QColor("#555555")
 WARN_ORANGE = QColor("#e67e22")
 DEMO_YELLOW = QColor("#f1c40f")
@@ -54,9 +54,11 @@ class MainWindow(QMainWindow):
         storage: StorageWorker,
         demo_reason: str | None = None,
         retrain_job: Callable[[str], Any] | None = None,
+        feed_note: str | None = None,
         auto_retrain_every: int = 0,
     ) -> None:
         super().__init__()
+        self.feed_note = feed_note  # a folder or the demo images: said instead of a camera's "live" and fps
         self.retrain_job = retrain_job  # mode -> the job for the Retrain buttons (None: no retraining)
         self.learning = LearningTrigger(auto_retrain_every if retrain_job is not None else 0)
         self.retrain_worker: RetrainWorker | None = None
@@ -247,13 +249,15 @@ class MainWindow(QMainWindow):
         if state == LOST:
             self.video.set_banner(f"Camera lost: {detail} — reconnecting…")
         elif self.demo_reason:
-            self.video.set_banner(f"DEMO FEED: bundled demo images — {self.demo_reason}", DEMO_YELLOW)
+            self.video.set_banner(f"DEMO: bundled images, because {self.demo_reason}", DEMO_YELLOW)
         else:
             self.video.set_banner(None)
 
     def _on_decision_saved(self, record: DecisionRecord) -> None:
-        verb = "Confirmed" if record.kind == "confirmed" else "Corrected to"
-        self.video.flash(f"✔ {verb} {record.operator_label}  (#{record.id})", OK_GREEN)
+        if record.kind == "confirmed":
+            self.video.flash(f"✔ Confirmed {record.operator_label}  (#{record.id})", CONFIRMED_GREEN)
+        else:
+            self.video.flash(f"✎ Corrected to {record.operator_label}  (#{record.id})", CORRECTED_PURPLE)
         self.video.set_notice(None)
         self._statistics_changed()
         self.learning.decision_saved()
@@ -370,7 +374,7 @@ class MainWindow(QMainWindow):
 
     def show_versions(self) -> None:
         if self.versions_dialog is None:
-            self.versions_dialog = VersionsDialog(self)
+            self.versions_dialog = VersionsDialog(self, folder_of=self.storage.version_dir)
             self.versions_dialog.use_requested.connect(
                 lambda record: self.use_model(self.storage.version_dir(record), record.version, activate=True))
         self.storage.list_versions()
@@ -420,9 +424,12 @@ class MainWindow(QMainWindow):
         state, detail = self.camera_state
         text = {LIVE: "● live", LOST: "● lost"}.get(state, f"● {state}")
         color = {LIVE: "#27ae60", LOST: "#c0392b"}.get(state, "#e67e22")
+        if state == LIVE and self.feed_note:  # a slideshow is not a live camera, and its fps says nothing
+            text, color = f"● {self.feed_note}", "#2980b9"
         labels = self.status_labels
         labels["camera"].setText(f"<span style='color:{color}'>{text}</span>")
         labels["camera"].setToolTip(detail)
+        labels["capture"].setVisible(not self.feed_note)
         labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
         labels["inference"].setText(f"inference {self.last_latency_ms:.0f} ms")
         labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QIcon, QKeySequence, QShortcut
+from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDialog, QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from station.storage import DecisionRecord
@@ -13,6 +13,16 @@ from station.workers import HistoryEntry
 UNCERTAIN_BACKGROUND = QColor("#fde3c8")
 REVIEWED_BACKGROUND = QColor("#d5f5e3")
 ID_ROLE = Qt.ItemDataRole.UserRole
+ICON_SIDE = 128
+CAPTION_LINES = 3
+
+
+def grid_size(metrics: QFontMetrics, labels: tuple[str, ...]) -> QSize:
+    """A cell wide enough for the longest caption line of any class, tall enough for the icon and 3 lines."""
+    longest = max(labels, key=metrics.horizontalAdvance, default="")
+    widest = max(metrics.horizontalAdvance(line) for line in (
+        f"operator: {longest}", f"model: {longest}", "#000000 · 100% ⚠", f"✔ {longest}"))
+    return QSize(max(ICON_SIDE, widest) + 24, ICON_SIDE + CAPTION_LINES * metrics.lineSpacing() + 24)
 
 
 def caption(record: DecisionRecord, uncertain: bool, reviewed: bool) -> str:
@@ -45,8 +55,8 @@ class ReviewDialog(QDialog):
         self.status = QLabel()
         self.grid = QListWidget()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
-        self.grid.setIconSize(QSize(128, 128))
-        self.grid.setGridSize(QSize(200, 212))
+        self.grid.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
+        self.grid.setGridSize(grid_size(QFontMetrics(self.grid.font()), labels))
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setWordWrap(True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import math
+from datetime import date, datetime, timedelta
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -31,6 +31,15 @@ from training.evaluate import draw_confusion
 ALL_VERSIONS = "All versions"
 RANGES = ("All time", "Today", "Last 7 days", "Last 30 days", "Custom")
 COLUMNS = ("class", "today", "in range", "agreement")
+MAX_TICK_LABELS = 12
+
+
+def bucket_label(start: datetime, bucket: str, with_day: bool = False) -> str:
+    """The span a timeline point covers: an hour ("14–15 h", "26 Nov 14–15 h" over several days) or a day."""
+    if bucket == "hour":
+        hours = f"{start:%H}–{(start + timedelta(hours=1)):%H} h"
+        return f"{start:%d %b} {hours}" if with_day else hours
+    return f"{start:%d %b}"
 
 
 def percent(value: float | None) -> str:
@@ -178,12 +187,16 @@ class StatisticsView(QDialog):
             bars.set_ylabel("decisions (grey bars)")
             ax.set_zorder(bars.get_zorder() + 1)  # the agreement line over the bars
             ax.patch.set_visible(False)
-            locator = AutoDateLocator()
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+            # Each point stands for its whole bucket: label the bucket ("14–15 h", "26 Nov"), not an instant.
+            every = max(1, math.ceil(len(times) / MAX_TICK_LABELS))
+            several_days = len({b.start.date() for b in stats.timeline}) > 1
+            labels = [bucket_label(b.start, stats.bucket, several_days) for b in stats.timeline]
+            ax.set_xticks(times[::every], labels[::every], fontsize=8)
+            ax.set_xlim(times[0] - span, times[-1] + span)
             for mark in stats.marks:
                 moment = mark.first_decision.replace(tzinfo=None)
                 ax.axvline(moment, color="#e67e22", linestyle=":")
-                ax.annotate(mark.version, (moment, 0.03), xycoords=("data", "axes fraction"),
-                            rotation=90, fontsize=8, color="#e67e22")
+                # beside its line, not on it
+                ax.annotate(mark.version, (moment, 0.03), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                            textcoords="offset points", ha="left", rotation=90, fontsize=8, color="#e67e22")
         self.timeline_canvas.draw_idle()

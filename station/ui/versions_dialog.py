@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -9,6 +12,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -17,32 +21,61 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-COLUMNS = ("version", "status", "mode", "parent", "created", "held-out macro-F1", "base-test macro-F1")
+COLUMNS = ("version", "status", "mode", "parent", "created / first seen",
+           "held-out macro-F1 (running → this)", "base-test macro-F1 (running → this)")
+BUNDLED = "bundled"
 
 
-def held_out_f1(metrics: dict[str, Any] | None, part: str) -> str:
-    value = ((metrics or {}).get("candidate_metrics") or {}).get(part, {}).get("macro_f1")
-    return "—" if value is None else f"{value:.3f}"
+def macro_f1(metrics: dict[str, Any] | None, model: str, part: str) -> float | None:
+    """A retraining's score: ``model`` "current" (the model running then) or "candidate_metrics"."""
+    value = ((metrics or {}).get(model) or {}).get(part, {}).get("macro_f1")
+    return None if value is None else float(value)
+
+
+def score_text(metrics: dict[str, Any] | None, part: str) -> str:
+    """The running model's score next to the candidate's: "0.412 → 0.530"."""
+    now, new = macro_f1(metrics, "current", part), macro_f1(metrics, "candidate_metrics", part)
+    if new is None:
+        return "—"
+    return f"{new:.3f}" if now is None else f"{now:.3f} → {new:.3f}"
+
+
+def bundle_test_f1(folder: Path) -> str:
+    """A shipped bundle's own test-split macro-F1 (its metrics.json), "—" when unknown."""
+    try:
+        value = json.loads((folder / "metrics.json").read_text()).get("macro_f1")
+    except (OSError, ValueError, AttributeError):
+        return "—"
+    return "—" if not isinstance(value, int | float) else f"{value:.3f} (its test split)"
+
+
+def date_text(record: Any) -> str:
+    when = record.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
+    return f"{when} (first seen)" if record.mode == BUNDLED else when
 
 
 class VersionsDialog(QDialog):
     use_requested = Signal(object)  # VersionRecord to load and activate
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, folder_of: Callable[[Any], Path] | None = None) -> None:
         super().__init__(parent)
+        self.folder_of = folder_of  # VersionRecord -> its bundle folder (for a bundled model's own metrics)
         self.setWindowTitle("Model versions")
-        self.resize(820, 360)
+        self.resize(1040, 360)
         self.records: list[Any] = []
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
         self.use_button = QPushButton("Use selected version")
         self.use_button.clicked.connect(self._on_use)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         self.note = QLabel("Using a version loads and warms it up first; the running model is kept if that fails.")
+        self.note.setWordWrap(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.note, 1)
         buttons.addWidget(self.use_button)
@@ -55,9 +88,11 @@ class VersionsDialog(QDialog):
         self.records = list(records)
         self.table.setRowCount(len(self.records))
         for row, record in enumerate(self.records):
-            values = (record.version, record.status, record.mode, record.parent or "—",
-                      record.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
-                      held_out_f1(record.metrics, "decisions"), held_out_f1(record.metrics, "base_test"))
+            base_test = score_text(record.metrics, "base_test")
+            if base_test == "—" and record.mode == BUNDLED and self.folder_of is not None:
+                base_test = bundle_test_f1(self.folder_of(record))
+            values = (record.version, record.status, record.mode, record.parent or "—", date_text(record),
+                      score_text(record.metrics, "decisions"), base_test)
             for col, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
                 if record.status == "active":
@@ -67,6 +102,10 @@ class VersionsDialog(QDialog):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
+        # Wide enough for every column: no column hidden behind a horizontal scrollbar.
+        needed = sum(self.table.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.table.frameWidth() + 40
+        if self.width() < needed:
+            self.resize(needed, self.height())
 
     def select(self, version: str) -> None:
         for row, record in enumerate(self.records):

@@ -91,21 +91,25 @@ class VideoView(QWidget):
         if self._image is not None and not self._image.isNull():
             self._paint_image(painter)
         else:
-            self._text_box(painter, self.rect().toRectF(), "Waiting for the camera…", QColor("#333333"), 16 * scale)
+            self._text_box(painter, self.rect().toRectF(), "Opening the source…", QColor("#333333"), 16 * scale)
+        banner_height = self._strip(painter, 0, *self._banner, scale) if self._banner else 0.0
         if self._overlay is not None:
-            self._paint_overlay(painter, self._overlay, scale)
+            self._paint_overlay(painter, self._overlay, scale, banner_height)
+        elif self._image is not None:  # frames arrive, the model has not answered yet
+            self._pill(painter, QRectF(14 * scale, banner_height + 14 * scale, 330 * scale, 40 * scale),
+                       "Waiting for the first prediction…", QColor(0, 0, 0, 170), 15 * scale)
         if self._frozen:
-            self._pill(painter, QRectF(self.width() - 170 * scale, 12 * scale, 158 * scale, 36 * scale),
-                       "FROZEN (F)", QColor("#2980b9"), 15 * scale)
-        if self._banner:
-            self._strip(painter, 0, *self._banner, scale)
+            self._pill(painter, QRectF(self.width() - 170 * scale, banner_height + 12 * scale, 158 * scale,
+                                       36 * scale), "FROZEN (F)", QColor("#2980b9"), 15 * scale)
+        bottom = float(self.height())
         if self._notice:
-            self._strip(painter, self.height() - 40 * scale, *self._notice, scale)
+            bottom -= self._strip(painter, bottom, *self._notice, scale, from_bottom=True)
         if self._flash:
+            # Along the bottom edge, not over the middle: the next item is already there to be judged.
             text, color = self._flash
-            width, height = min(self.width() - 40, 620 * scale), 64 * scale
-            box = QRectF((self.width() - width) / 2, self.height() * 0.62, width, height)
-            self._pill(painter, box, text, color, 20 * scale)
+            width, height = min(self.width() - 40, 620 * scale), 48 * scale
+            box = QRectF((self.width() - width) / 2, bottom - height - 10 * scale, width, height)
+            self._pill(painter, box, text, color, 18 * scale)
         painter.end()
 
     def _paint_image(self, painter: QPainter) -> None:
@@ -121,10 +125,10 @@ class VideoView(QWidget):
         painter.setPen(QPen(QColor(255, 255, 255, 110), 2, Qt.PenStyle.DashLine))
         painter.drawRect(square)
 
-    def _paint_overlay(self, painter: QPainter, overlay: Overlay, scale: float) -> None:
+    def _paint_overlay(self, painter: QPainter, overlay: Overlay, scale: float, banner_height: float) -> None:
         margin = 14 * scale
         width = 330 * scale
-        top = margin + (48 * scale if self._banner else 0)
+        top = margin + banner_height
         box = QRectF(margin, top, width, 200 * scale)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(0, 0, 0, 170))
@@ -166,15 +170,21 @@ class VideoView(QWidget):
             painter.drawText(row, Qt.AlignmentFlag.AlignRight, f"{probability:.1%}")
             y += 22 * scale
 
-    def _strip(self, painter: QPainter, y: float, text: str, color: QColor, scale: float) -> None:
-        rect = QRectF(0, y, self.width(), 40 * scale)
+    def _strip(self, painter: QPainter, y: float, text: str, color: QColor, scale: float,
+               from_bottom: bool = False) -> float:
+        """A full-width strip at ``y`` (its bottom edge when ``from_bottom``), as many lines tall as the text
+        needs at this width; returns its height."""
+        font = self._font(15 * scale, bold=True)
+        flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+        inner_width = max(1, self.width() - 24)
+        needed = QFontMetrics(font).boundingRect(0, 0, inner_width, 10_000, flags, text).height()
+        height = max(40 * scale, needed + 14 * scale)
+        rect = QRectF(0, y - height if from_bottom else y, self.width(), height)
         painter.fillRect(rect, color)
         painter.setPen(text_color_on(color))
-        font = self._font(15 * scale, bold=True)
         painter.setFont(font)
-        inner = rect.adjusted(12, 0, -12, 0)
-        elided = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, int(inner.width()))
-        painter.drawText(inner, Qt.AlignmentFlag.AlignCenter, elided)
+        painter.drawText(rect.adjusted(12, 0, -12, 0), flags, text)
+        return height
 
     def _pill(self, painter: QPainter, rect: QRectF, text: str, color: QColor, size: float) -> None:
         painter.setPen(Qt.PenStyle.NoPen)

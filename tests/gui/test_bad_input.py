@@ -49,16 +49,14 @@ def test_corrupt_model_bundle_names_the_problem(
 def test_unusable_active_version_falls_back_to_the_bundle_and_records_it(
     qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_bundle_path: Path
 ) -> None:
-    warnings: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: warnings.append(text))
     with Storage(tmp_path / "data") as storage:
         # e.g. the bundled model an update removed: its folder is gone
         storage.add_version("old-bundled", tmp_path / "gone", "bundled", status="active")
-        classifier = app.load_active_model(storage, tiny_bundle_path, lambda title, message: 1)
-        assert classifier is not None and classifier.version == tiny_bundle_path.name
+        classifier, warning = app.load_active_model(storage, tiny_bundle_path)
+        assert classifier.version == tiny_bundle_path.name
         assert storage.active_version().version == tiny_bundle_path.name  # the database agrees with what runs
         assert storage.get_version("old-bundled").status == "retired"  # kept: roll back once repaired
-    assert len(warnings) == 1 and "old-bundled" in warnings[0] and "not found" in warnings[0]
+    assert warning is not None and "old-bundled" in warning and "not found" in warning
 
 
 def test_unusable_data_folder_is_reported_before_the_window(
@@ -92,3 +90,66 @@ def test_locked_database_retries_and_saves_once_released(
     assert (settings.data_dir / row.image_path).is_file()
     qtbot.waitUntil(lambda: window.storage.pending == 0, timeout=WAIT_MS)  # counted down after the signal
     qtbot.waitUntil(lambda: window.video.notice_text() == "", timeout=WAIT_MS)
+
+
+def test_the_start_up_window_shows_each_step_until_the_station_s_window(
+    qtbot, tmp_path: Path, tiny_bundle_path: Path, image_folder: Path
+) -> None:
+    """``station`` as typed: a start-up window at once, its steps, then the live window; closing it ends main."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.ui.main_window import MainWindow
+    from station.ui.startup_window import StartupWindow
+
+    seen: dict[str, object] = {}
+
+    def watch() -> None:
+        widgets = QApplication.topLevelWidgets()
+        splash = next((w for w in widgets if isinstance(w, StartupWindow) and w.isVisible()), None)
+        window = next((w for w in widgets if isinstance(w, MainWindow) and w.isVisible()), None)
+        if splash is not None and window is None:
+            seen.setdefault("splash first", True)
+            seen["steps"] = splash.steps_text()
+        if window is not None:
+            seen.setdefault("window", window)
+            if window.desk.shown is not None:  # the first prediction is on screen: done
+                seen["splash closed"] = splash is None
+                seen["status"] = window.status_labels["camera"].text()
+                timer.stop()
+                window.close()
+
+    timer = QTimer(interval=20, timeout=watch)
+    timer.start()
+    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(tmp_path / "data"),
+                     "--source", str(image_folder), "--interval", "0"])
+    timer.stop()
+    assert code == 0
+    assert seen.get("splash first") is True and seen.get("splash closed") is True
+    assert f"Loading model {tiny_bundle_path.name}" in str(seen["steps"])
+    assert "folder, next image after each decision" in str(seen["status"])  # not "live"
+
+
+def test_closing_the_start_up_window_ends_the_station(
+    qtbot, tmp_path: Path, tiny_bundle_path: Path, image_folder: Path
+) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.ui.main_window import MainWindow
+    from station.ui.startup_window import StartupWindow
+
+    def close_it() -> None:
+        splash = next((w for w in QApplication.topLevelWidgets() if isinstance(w, StartupWindow) and w.isVisible()),
+                      None)
+        if splash is not None:
+            timer.stop()
+            splash.close()  # as the operator would, with the window's close button
+
+    timer = QTimer(interval=10, timeout=close_it)
+    timer.start()
+    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(tmp_path / "data"),
+                     "--source", str(image_folder)])
+    timer.stop()
+    assert code == 0
+    assert not any(isinstance(w, MainWindow) and w.isVisible() for w in QApplication.topLevelWidgets())

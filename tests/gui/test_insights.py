@@ -79,3 +79,27 @@ def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings,
         stats_rows = storage.decisions()
     assert len(stats_rows) == len(fx.ROWS) + 1  # relabelled in place, nothing added or lost
     assert "2 reviewed" in dialog.status.text()
+
+
+def test_status_bar_today_counts_decisions_not_imported_photos(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, tmp_path
+):
+    """Photos imported today are no decisions of today: the status bar agrees with the statistics."""
+    from station.import_folder import import_folder
+    from tests.gui.conftest import write_images
+    from tests.gui.test_main_window import wait_for_prediction
+
+    settings = make_settings()
+    photos = tmp_path / "labelled"
+    write_images(photos / tiny_classifier.labels[0], 6)  # six distinct photos, files written now: dated today
+    with Storage(settings.data_dir) as storage:
+        assert import_folder(storage, photos, list(tiny_classifier.labels)).total_added == 6
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    with qtbot.waitSignal(window.storage.history_changed, timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.status_labels["today"].text().startswith("today 1 "), timeout=WAIT_MS)
+
+    open_with_key(qtbot, window, "I", window.storage.statistics_ready)
+    summary = window.statistics_view.summary.text()
+    assert "Today <b>1</b>" in summary and "imported 6 (not counted)" in summary

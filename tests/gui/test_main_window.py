@@ -135,11 +135,15 @@ def test_restart_on_the_same_data_folder_shows_the_history(
 def test_unopenable_camera_falls_back_to_the_demo_feed(
     qtbot, windows, make_settings, image_folder, tiny_classifier, monkeypatch
 ) -> None:
-    monkeypatch.setattr(app, "DEMO_DIR", image_folder)
+    from station import startup
+
+    monkeypatch.setattr(startup, "DEMO_DIR", image_folder)
     settings = make_settings(source="99", interval=0.5)
     window = start_window(qtbot, windows, settings, tiny_classifier)
-    assert "DEMO FEED" in window.video.banner_text()
+    assert window.video.banner_text().startswith("DEMO: bundled images, because ")
     wait_for_prediction(qtbot, window)
+    qtbot.waitUntil(lambda: "demo, one image every 0.5 s" in window.status_labels["camera"].text(), timeout=WAIT_MS)
+    assert window.status_labels["capture"].isHidden()  # a slideshow has no capture rate worth showing
     assert window.desk.shown.frame.name.startswith("item")
 
 

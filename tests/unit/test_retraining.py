@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import station.app
-from station.cli import entry, format_progress
+from station.cli import entry
 from station.retraining import RetrainJob, child_main, clean_partials, current_model, run_retrain
 from station.storage import NewDecision, Storage, StorageError
 from tests.conftest import CLASSES
@@ -363,20 +363,33 @@ def test_child_main_reports_cancel_and_errors(
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def test_cli_prints_progress_to_stderr_and_the_json_line_last(
+def test_cli_prints_progress_to_stderr_and_the_json_line_with_json(
     station_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir, bundle = station_dir
     stub(monkeypatch)
-    code = entry(["retrain", "--data-dir", str(data_dir), "--model", str(bundle), "--promote", "never"])
+    code = entry(["retrain", "--data-dir", str(data_dir), "--model", str(bundle), "--promote", "never", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    last = json.loads(out.strip().splitlines()[-1])
+    [line] = out.strip().splitlines()
+    last = json.loads(line)
     assert last["candidate"] == str(data_dir / "models" / "r1") and last["promoted"] is False
     assert isinstance(last["seconds"], float)
     assert last["current"]["decisions"]["accuracy"] == 0.25
     assert last["candidate_metrics"]["base_test"]["macro_f1"] == 0.5
-    assert "fit head 2/4, ETA 1 s" in err and "preparing 0/4, ETA —" in err
+    assert [line.split("  (")[0] for line in err.splitlines()] == ["preparing", "fit head"]  # one line per phase
+
+
+def test_cli_prints_a_summary_without_json(
+    station_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir, bundle = station_dir
+    stub(monkeypatch)
+    assert entry(["retrain", "--data-dir", str(data_dir), "--model", str(bundle), "--promote", "never"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith(f"candidate r1 (fast retrain of {bundle.name}): not promoted: kept as candidate")
+    assert "{" not in out
+    assert "held-out decisions (4) accuracy" in out and "0.250" in out
 
 
 def test_cli_errors_exit_2(
@@ -397,10 +410,6 @@ def test_entry_sends_anything_else_to_the_gui(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr("sys.argv", ["station", "--model", "x"])
     assert entry() == 0
     assert calls == [["--source", "0"], None]  # no arguments given: the GUI parses sys.argv itself, as before
-
-
-def test_format_progress() -> None:
-    assert format_progress({"phase": "fit head", "done": 2, "total": 4, "eta": 12.4}) == "fit head 2/4, ETA 12 s"
 
 
 # ------------------------------------------------------------------------------------------------ real retraining

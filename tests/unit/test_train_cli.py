@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import zipfile
 from dataclasses import fields
@@ -160,3 +161,45 @@ def test_demo_images_come_only_from_the_test_split(trained_run: tuple[Path, Path
         assert f"{label}/{original}" in test
     code, _, err = run_cli(["demo-images", str(run), str(data), "--out", str(tmp_path / "demo")])
     assert code == 2 and "not empty" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "{bundle}", "{missing}", "--split", "test"],
+    ["embed", "{bundle}", "{missing}"],
+    ["explore", "{missing}", "--out", "{out}"],
+    ["demo-images", "{bundle}", "{missing}", "--out", "{out}"],
+])
+def test_a_missing_data_folder_is_one_line_with_its_absolute_path(
+    trained_run: tuple[Path, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    _, run, _ = trained_run
+    monkeypatch.chdir(tmp_path)
+    values = {"bundle": str(run), "missing": "../shared/datasets/trashnet", "out": str(tmp_path / "out")}
+    code, out, err = run_cli([part.format(**values) for part in command])
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: data folder not found: {(tmp_path / '../shared/datasets/trashnet').resolve()} "
+        "(TrashNet: see 'Datasets' in the README)"]
+
+
+def test_a_missing_split_file_is_one_line(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    data, run, _ = trained_run
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    first_test = json.loads((run / "split.json").read_text())["test"][0]
+    (copy / first_test).unlink()
+    for command in (["evaluate", str(run), str(copy)], ["embed", str(run), str(copy)]):
+        code, _, err = run_cli(command)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert f"(first: {first_test})" in err and str(copy) in err
+
+
+def test_tensorflow_start_up_notes_are_filtered_and_other_lines_kept(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from training.quiet import _filtered_stderr
+
+    with _filtered_stderr(("oneDNN custom operations are on",)):
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...\n")
+        os.write(2, b"a real problem\n")
+    assert capfd.readouterr().err == "a real problem\n"
