@@ -52,7 +52,7 @@ def fill(data_dir: Path, bundle_dir: Path, photos: Path, count: int, seed: int =
             predicted = label if i % 3 else rng.choice(classes)
             emb = embeddings[k] + noise.normal(0, 0.01, embeddings.shape[1]).astype(np.float32)
             frame = thumbs[k].copy()
-            frame[0, 0] = (i % 256, (i // 256) % 256, 7)  # distinct bytes: distinct hashes, a fixed holdout share
+            frame[0, 0] = (i % 256, (i // 256) % 256, 7)  # distinct bytes: distinct hashes
             storage.save(NewDecision(frame, predicted, 0.7, {}, label, bundle.name, emb))
 
 
@@ -83,11 +83,11 @@ def main() -> int:
             rows.append({"decisions": size, "fill_s": round(filled, 1), **{k: round(v, 2) for k, v in timings.items()},
                          "counts": result["counts"]})
     print(f"fast retrain on {bundle_dir.name} (2 cores)")
-    print(f"{'decisions':>9}  {'shipped s':>9}  {'cold s':>7}  {'warm s':>7}  trained on (base + site), held out")
+    print(f"{'decisions':>9}  {'shipped s':>9}  {'cold s':>7}  {'warm s':>7}  trained on (base + site), judged live")
     for row in rows:
         c = row["counts"]
         print(f"{row['decisions']:>9}  {row['shipped']:>9.2f}  {row['cold']:>7.2f}  {row['warm']:>7.2f}  "
-              f"{c.get('base_train')} + {c.get('site_train')}, {c.get('site_holdout')}")
+              f"{c.get('base_train')} + {c.get('site_train')}, {c.get('site_judged')}")
     if args.json:
         print(json.dumps(rows))
     return 0

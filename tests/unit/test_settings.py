@@ -179,7 +179,8 @@ def test_defaults_file_missing_or_incomplete(tmp_path: Path, no_user_file: Path)
         load_settings(user_file=no_user_file, defaults_file=missing)
     partial = write(
         tmp_path / "defaults.toml",
-        'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\nbase_data = ""\n',
+        'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\nbase_data = ""\n'
+        "auto_retrain_every = 50\nmax_base_drop = 0.05\n",
     )
     with pytest.raises(SettingsError) as err:
         load_settings(user_file=no_user_file, defaults_file=partial)
