@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QToolBar, QVBoxLayout, QWidget
 
 from station.camera import LIVE, LOST, Frame
@@ -19,6 +19,7 @@ from station.ui.class_buttons import ClassButtons
 from station.ui.colors import class_color
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
+from station.ui.keys import bind_key
 from station.ui.retrain_dialog import RetrainDialog
 from station.ui.review_dialog import ReviewDialog
 from station.ui.statistics_view import StatisticsView
@@ -142,10 +143,8 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
 
     def _bind_keys(self) -> None:
-        def bind(sequence: QKeySequence | str, slot: object) -> None:
-            shortcut = QShortcut(QKeySequence(sequence), self)
-            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-            shortcut.activated.connect(slot)
+        def bind(sequence: QKeySequence | str, slot: Callable[[], object]) -> None:
+            bind_key(self, sequence, slot)
 
         for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
             bind(QKeySequence(key), self.confirm)

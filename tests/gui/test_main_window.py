@@ -231,6 +231,7 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     assert window.inference.classifier.version == "r1"
     with Storage(settings.data_dir) as storage:
         assert storage.active_version().version == "r1"
-    previous = window.desk.shown
-    wait_for_prediction(qtbot, window, after=previous)
-    assert window.desk.shown.model_version == "r1"  # the next prediction comes from it, no restart
+    # The next prediction comes from it, no restart. Wait on that condition, not on "another prediction":
+    # the new model's answer may already be on screen (a folder with interval 0 sends no further frame).
+    qtbot.waitUntil(lambda: window.desk.shown is not None and window.desk.shown.model_version == "r1",
+                    timeout=WAIT_MS)
