@@ -52,6 +52,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -80,6 +81,10 @@ _EMBEDDING_DTYPE = np.dtype("<f4")
 
 class StorageError(Exception):
     """A storage problem worth showing to the operator (the message says what and where)."""
+
+
+class CorruptDatabaseError(StorageError):
+    """The database file is damaged; it is left exactly as it is (restore it from a backup or move it aside)."""
 
 
 # --------------------------------------------------------------------------------------------------- ORM models
@@ -311,6 +316,24 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+_SQLITE_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """True when SQLite found the database file damaged (or not a database): never worth retrying or writing to."""
+    for e in _exception_chain(exc):
+        if isinstance(e, CorruptDatabaseError):
+            return True
+        if isinstance(e, sqlite3.DatabaseError):
+            code = getattr(e, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _SQLITE_CORRUPT_CODES:
+                return True
+            msg = str(e).lower()
+            if "malformed" in msg or "not a database" in msg:
+                return True
+    return False
+
+
 def _reason(exc: BaseException) -> str:
     """The driver's message ("database is locked") rather than SQLAlchemy's SQL dump."""
     orig = getattr(exc, "orig", None)
@@ -365,7 +388,8 @@ def open_engine(db_path: Path | str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT
     carrying the execution option ``sqlite_begin="IMMEDIATE"`` take the write lock at BEGIN, where busy_timeout
     applies; a deferred transaction that reads and then writes can fail with "locked" at once instead of waiting.
     """
-    engine = create_engine(f"sqlite:///{Path(db_path)}")
+    # Never format a path into a URL: "?" would start a query string and "%" an escape.
+    engine = create_engine(URL.create("sqlite", database=str(Path(db_path))))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -476,14 +500,24 @@ class Storage:
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
         self._sessions = sessionmaker(write_engine, expire_on_commit=False)
         try:
+            self._check_integrity()  # before anything is written to it
             with write_engine.begin() as conn:  # IMMEDIATE: two stations opening a new folder don't both create it
                 _prepare_schema(conn, self.db_path)
         except SQLAlchemyError as exc:
             self._engine.dispose()
+            if is_corrupt(exc):
+                raise CorruptDatabaseError(_corrupt_message(self.db_path, _reason(exc))) from exc
             raise StorageError(f"cannot open database {self.db_path}: {_reason(exc)}") from exc
         except BaseException:
             self._engine.dispose()
             raise
+
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check`` (reads every page, writes nothing): a damaged database is refused up front."""
+        with self._engine.connect() as conn:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise CorruptDatabaseError(_corrupt_message(self.db_path, "; ".join(problems[:3])))
 
     def _check_folder(self) -> None:
         # Fail at startup with the path in the message, not at the first decision with a bare errno.
@@ -797,6 +831,11 @@ class Storage:
             names.update(p.name for p in self.models_dir.iterdir())
         numbers = [int(m.group(1)) for m in map(_RETRAINED_NAME.fullmatch, names) if m]
         return f"r{max(numbers, default=0) + 1}"
+
+
+def _corrupt_message(db_path: Path, detail: str) -> str:
+    return (f"database {db_path} is corrupt ({detail}). It was left untouched: restore it from a backup, "
+            "or move it aside to start a new one")
 
 
 def _remove_file(path: Path) -> None:
