@@ -51,8 +51,10 @@ def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | 
     except CameraError as exc:
         reason = str(exc)
         log.warning("source %s unavailable, using the demo feed: %s", settings.source, exc)
-        interval = settings.interval or 2.0
-        return (lambda: FolderSource(DEMO_DIR, interval)), reason
+        demo = FolderSource(DEMO_DIR, settings.interval or 2.0)
+        return (lambda: demo), reason
+    if isinstance(probe, FolderSource):  # one instance: a reopen resumes where it was, never at the first image
+        return (lambda: probe), None
     return (lambda: open_source(settings.source, settings.interval)), None
 
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QToolBar, QVBoxLayout, QWidget
 
-from station.camera import LIVE, LOST, Frame
+from station.camera import ENDED, LIVE, LOST, Frame
 from station.decisions import DecisionDesk, DecisionRefusedError
 from station.inference import Prediction
 from station.storage import DecisionRecord
@@ -261,6 +261,8 @@ class MainWindow(QMainWindow):
         state, detail = self.camera_state
         if state == LOST:
             self.video.set_banner(f"Camera lost: {detail} — reconnecting…")
+        elif state == ENDED:
+            self.video.set_banner(f"End of the folder: {detail}", DEMO_YELLOW)
         elif self.demo_reason:
             self.video.set_banner(f"DEMO FEED: bundled demo images — {self.demo_reason}", DEMO_YELLOW)
         else:

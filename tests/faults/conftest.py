@@ -9,4 +9,4 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from tests.gui.conftest import image_folder, make_settings, tiny_classifier, windows  # noqa: E402, F401
+from tests.gui.conftest import image_folder, make_settings, tiny_classifier, windows  # noqa: F401
