@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError, VersionRecord
+from station.storage import ACTIVE, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
 from training.files import read_labels
 
@@ -151,16 +151,15 @@ def _remove_candidate(models_dir: Path, name: str) -> None:
 
 
 def clean_partials(data_dir: Path | str) -> list[Path]:
-    """Remove ``models/.*.partial-*`` folders a crashed retraining left behind; returns what was removed.
+    """Remove what a crashed retraining left under ``models/``: work folders (``.*.partial-*``) and a complete
+    candidate it had no time to register; returns what was removed.
 
     Call it only when no retraining runs on this data folder (it would remove that run's work folder).
     """
-    models_dir = Path(data_dir).expanduser() / "models"
-    removed = [p for p in models_dir.glob(PARTIAL_GLOB) if p.is_dir()] if models_dir.is_dir() else []
-    for folder in removed:
-        shutil.rmtree(folder, ignore_errors=True)
-        log.info("removed leftover %s", folder)
-    return removed
+    if not (Path(data_dir).expanduser() / DB_NAME).is_file():
+        return []
+    with Storage(data_dir) as storage:  # opening sweeps too when nothing else has the folder open
+        return storage.swept.removed + [path for path, _ in storage.remove_model_leftovers()]
 
 
 def run_retrain(

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 import uuid
@@ -479,6 +480,70 @@ def _prepare_schema(conn: Connection, db_path: Path) -> None:
         _set_version(conn, version)
 
 
+# --------------------------------------------------------------------------------------------------- sweeping
+
+LOCK_NAME = ".station.lock"
+_TEMP_GLOBS = (".*.tmp", ".write-test-*")  # _write_atomically's and _check_folder's temporaries
+_MODEL_LEFTOVER_GLOBS = (".*.partial-*", ".*.old-*")  # training.files.make_work_folder / replace_folder
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What opening a data folder removed: crash leftovers no row refers to."""
+
+    removed: list[Path]
+    bytes: int = 0  # their total size
+    skipped: str | None = None  # why nothing was swept (the folder is in use by another process)
+
+
+def _remove(path: Path) -> tuple[Path, int]:
+    """Remove a leftover file or folder; (path, bytes freed)."""
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+    return path, size
+
+
+class _FolderLock:
+    """A shared lock on ``data_dir/.station.lock`` held by every open Storage (every process, every thread).
+
+    Only a Storage that can briefly take it exclusively knows that nothing else writes to the folder, so only
+    then are leftovers swept: a file being saved or a model being trained by another process is never touched.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks, so never sweep
+            self._fcntl = None
+            return
+        self._fcntl = fcntl
+        self._fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def try_exclusive(self) -> bool:
+        if self._fd is None or self._fcntl is None:
+            return False
+        try:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX | self._fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def share(self) -> None:
+        if self._fd is not None and self._fcntl is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 # --------------------------------------------------------------------------------------------------- Storage
 
 
@@ -511,6 +576,56 @@ class Storage:
         except BaseException:
             self._engine.dispose()
             raise
+        self._lock = _FolderLock(self.data_dir)
+        self.swept = self.sweep()
+
+    def sweep(self) -> SweepReport:
+        """Remove what crashes leave behind and no row refers to; only when no other Storage has the folder open.
+
+        - temporary files of interrupted image writes (``images/**/.*.tmp``);
+        - image files without a row, written after the first stored decision (a save killed between its file
+          and its row). Older ones are kept: they may belong to a database that was moved aside;
+        - ``models/.*.partial-*`` / ``.*.old-*`` folders and ``models/rN`` folders no model version names
+          (a retraining killed before it registered its candidate).
+
+        A file a row points to is never removed.
+        """
+        if not self._lock.try_exclusive():
+            return SweepReport([], skipped="the data folder is in use by another process")
+        try:
+            removed = self._sweep_images() + self.remove_model_leftovers()
+        finally:
+            self._lock.share()
+        for path, size in removed:
+            log.warning("removed crash leftover %s (%d bytes)", path, size)
+        return SweepReport([p for p, _ in removed], sum(size for _, size in removed))
+
+    def _sweep_images(self) -> list[Path]:
+        def read(s: Session) -> tuple[set[str], datetime | None]:
+            return set(s.scalars(select(Decision.image_path))), s.scalar(select(func.min(Decision.created_at)))
+
+        referenced, first = self._read(read)
+        leftovers = [p for pattern in _TEMP_GLOBS for p in self.images_dir.rglob(pattern) if p.is_file()]
+        leftovers += [p for p in self.data_dir.glob(".write-test-*") if p.is_file()]
+        if first is not None:
+            oldest = first.timestamp() - 1.0  # mtime resolution
+            for path in self.images_dir.rglob("*.png"):
+                relative = path.relative_to(self.data_dir).as_posix()
+                if relative not in referenced and path.is_file() and path.stat().st_mtime >= oldest:
+                    leftovers.append(path)
+        return [_remove(path) for path in leftovers]
+
+    def remove_model_leftovers(self) -> list[tuple[Path, int]]:
+        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here."""
+        if not self.models_dir.is_dir():
+            return []
+        registered = {self.version_path(v).resolve() for v in self.versions()}
+        leftovers = [p for pattern in _MODEL_LEFTOVER_GLOBS for p in self.models_dir.glob(pattern) if p.is_dir()]
+        leftovers += [
+            p for p in self.models_dir.iterdir()
+            if p.is_dir() and _RETRAINED_NAME.fullmatch(p.name) and p.resolve() not in registered
+        ]
+        return [_remove(folder) for folder in leftovers]
 
     def _check_integrity(self) -> None:
         """``PRAGMA quick_check`` (reads every page, writes nothing): a damaged database is refused up front."""
@@ -538,6 +653,7 @@ class Storage:
 
     def close(self) -> None:
         self._engine.dispose()
+        self._lock.release()
 
     def __enter__(self) -> Storage:
         return self

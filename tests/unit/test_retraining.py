@@ -307,10 +307,12 @@ def test_missing_default_bundle(station_dir: tuple[Path, Path], tmp_path: Path) 
 
 def test_clean_partials(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    for name in (".r3.partial-abc", ".r4.partial-x", "r2", ".r2.old"):
-        (models / name).mkdir(parents=True)
-    assert sorted(p.name for p in clean_partials(tmp_path)) == [".r3.partial-abc", ".r4.partial-x"]
-    assert sorted(p.name for p in models.iterdir()) == [".r2.old", "r2"]
+    with Storage(tmp_path) as storage:  # the station's own Storage stays open meanwhile
+        for name in (".r3.partial-abc", ".r4.partial-x", "r2", ".r2.old", "r5"):
+            (models / name).mkdir(parents=True)
+        storage.add_version("r5", models / "r5", "fast")
+        assert sorted(p.name for p in clean_partials(tmp_path)) == [".r3.partial-abc", ".r4.partial-x", "r2"]
+    assert sorted(p.name for p in models.iterdir()) == [".r2.old", "r5"]  # r2 had no version row
     assert clean_partials(tmp_path / "no-such-folder") == []
 
 
