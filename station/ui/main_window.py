@@ -20,6 +20,7 @@ from station.ui.colors import class_color
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
 from station.ui.keys import bind_key
+from station.ui.plain_text import tooltip
 from station.ui.retrain_dialog import RetrainDialog
 from station.ui.review_dialog import ReviewDialog
 from station.ui.statistics_view import StatisticsView
@@ -440,7 +441,7 @@ class MainWindow(QMainWindow):
         color = {LIVE: "#27ae60", LOST: "#c0392b"}.get(state, "#e67e22")
         labels = self.status_labels
         labels["camera"].setText(f"<span style='color:{color}'>{text}</span>")
-        labels["camera"].setToolTip(detail)
+        labels["camera"].setToolTip(tooltip(detail))
         labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
         labels["inference"].setText(f"inference {self.last_latency_ms:.0f} ms")
         labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")

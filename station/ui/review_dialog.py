@@ -46,6 +46,8 @@ class ReviewDialog(QDialog):
             "· arrows move · F5 reload")
         self.help.setWordWrap(True)
         self.status = QLabel()
+        for label in (self.help, self.status):  # they show class names: never as rich text
+            label.setTextFormat(Qt.TextFormat.PlainText)
         self.grid = QListWidget()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setIconSize(QSize(128, 128))
