@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from station.storage import ACTIVE, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
 from training.files import read_labels
+from training.preprocess import load_rgb
 
 if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
     from training.retrain import SiteSample
@@ -112,11 +113,13 @@ def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) 
 
 
 def _samples(
-    storage: Storage, records: list[DecisionRecord], parent_name: str
-) -> tuple[list[SiteSample], int, str]:
-    """Site samples, reusing embeddings from the parent's backbone; decisions whose image is gone are skipped.
+    storage: Storage, records: list[DecisionRecord], parent_name: str, needs_images: bool = False
+) -> tuple[list[SiteSample], int, list[dict[str, Any]], str]:
+    """Site samples, reusing embeddings from the parent's backbone (``needs_images``: full mode decodes them all).
 
-    Also returns the name of the version whose backbone the parent uses (the base-embedding cache key).
+    Decisions whose image is needed but missing are counted and skipped; unreadable ones are skipped and listed
+    (decision id, path, reason). Also returns the name of the version whose backbone the parent uses (the
+    base-embedding cache key).
     """
     from training.retrain import SiteSample
 
@@ -124,19 +127,35 @@ def _samples(
     lineage.setdefault(parent_name, ("bundled", None))  # the bundled model before it is registered
     root = backbone_root(parent_name, lineage)
     roots: dict[str | None, str | None] = {}
-    samples, skipped = [], 0
+    samples, skipped, unreadable = [], 0, []
     for rec in records:
         if rec.model_version not in roots:
             roots[rec.model_version] = backbone_root(rec.model_version, lineage)
         same_backbone = root is not None and roots[rec.model_version] == root
         embedding = rec.embedding if same_backbone else None
         image = storage.image_file(rec)
-        if embedding is None and not image.is_file():
-            log.warning("decision %d: image %s is missing; left out of the retraining", rec.id, image)
-            skipped += 1
-            continue
+        if embedding is None or needs_images:  # the core will decode this image
+            if not image.is_file():
+                log.warning("decision %d: image %s is missing; left out of the retraining", rec.id, image)
+                skipped += 1
+                continue
+            problem = _unreadable(image)
+            if problem is not None:
+                log.warning("decision %d: image %s is unreadable (%s); left out of the retraining", rec.id, image,
+                            problem)
+                unreadable.append({"id": rec.id, "path": str(image), "reason": problem})
+                continue
         samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, holdout=rec.holdout))
-    return samples, skipped, root or parent_name
+    return samples, skipped, unreadable, root or parent_name
+
+
+def _unreadable(image: Path) -> str | None:
+    """Why a stored image cannot be decoded (truncated, corrupt), or None: one bad file must not stop a retraining."""
+    try:
+        load_rgb(image)
+    except Exception as exc:  # Pillow raises many types for bad data
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _bundle_of(storage: Storage, version: str, parent_name: str, parent_path: Path) -> Path:
@@ -185,7 +204,10 @@ def run_retrain(
 
         if cancelled():
             raise core.RetrainCancelled("retraining cancelled")
-        samples, skipped, backbone = _samples(storage, records, parent_name)
+        samples, skipped, unreadable, backbone = _samples(storage, records, parent_name, job.mode == "full")
+        for bad in unreadable:
+            report({"phase": f"skipped decision {bad['id']}: unreadable image {bad['path']}", "done": 0, "total": 4,
+                    "elapsed": time.monotonic() - started, "eta": None, "skipped": bad})
         if not samples:
             raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
 
@@ -224,6 +246,7 @@ def run_retrain(
         "seconds": round(time.monotonic() - started, 2),
         "decisions": len(samples),
         "skipped_missing_images": skipped,
+        "skipped_unreadable_images": unreadable,
         "classes_without_decisions": [label for label in labels if label not in seen],
     }
 
