@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -363,11 +364,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the whole file or nothing."""
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Temp file in the same folder, fsync, rename: readers see the whole file or nothing.
+
+    ``mode``: mkstemp makes the file private (0600); images get the database's own mode instead.
+    """
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -576,6 +582,7 @@ class Storage:
         except BaseException:
             self._engine.dispose()
             raise
+        self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
         self._lock = _FolderLock(self.data_dir)
         self.swept = self.sweep()
 
@@ -683,7 +690,7 @@ class Storage:
             day.mkdir(parents=True, exist_ok=True)
             if new_day:
                 _fsync_dir(self.images_dir)
-            _write_atomically(file, png)
+            _write_atomically(file, png, self._file_mode)
         except OSError as exc:
             raise StorageError(f"cannot write image {file}: {exc.strerror or exc}") from exc
 
