@@ -68,3 +68,9 @@ def assert_data_folder_intact(data_dir: Path, saved_ids: list[int] | None = None
     if saved_ids is not None:
         missing = set(saved_ids) - {r.id for r in records}
         assert not missing, f"decisions reported saved but not stored: {sorted(missing)}"
+
+
+def wait_for_undecided(qtbot, window, timeout_ms: int = 30_000) -> None:
+    """Wait until a prediction no key has decided yet is on screen (a condition, not "the next event":
+    the next prediction may already have arrived, and a folder with interval 0 sends no other)."""
+    qtbot.waitUntil(lambda: window.desk.shown is not None and not window.desk.shown_is_decided, timeout=timeout_ms)

@@ -6,6 +6,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QApplication
 
+from tests.faults.helpers import wait_for_undecided
 from tests.gui.test_main_window import WAIT_MS, press, rows, start_window, wait_for_prediction
 
 KEY_TEXT = {Qt.Key.Key_Space: " ", Qt.Key.Key_Backspace: "\b", Qt.Key.Key_1: "1"}
@@ -51,7 +52,7 @@ def test_holding_backspace_undoes_once(qtbot, windows, make_settings, image_fold
     settings = make_settings()
     window = start_window(qtbot, windows, settings, tiny_classifier)
     for _ in range(3):
-        wait_for_prediction(qtbot, window, after=window.desk.shown)
+        wait_for_undecided(qtbot, window)
         press(qtbot, window, Qt.Key.Key_Space)
     kept = rows(settings.data_dir)[:2]
     press(qtbot, window, Qt.Key.Key_Backspace, window.storage.decision_removed)

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from station.storage import DB_NAME, Storage
-from tests.faults.helpers import assert_data_folder_intact, corrupt_pages, fill, sha256_of
+from tests.faults.helpers import assert_data_folder_intact, corrupt_pages, fill, sha256_of, wait_for_undecided
 from tests.gui.test_main_window import WAIT_MS, press, rows, start_window, wait_for_prediction
 
 
@@ -80,8 +80,7 @@ def test_an_unexpected_error_in_a_job_does_not_end_the_thread(
     with qtbot.waitSignal(window.storage.storage_failed, timeout=WAIT_MS) as failed:
         qtbot.keyClick(window, Qt.Key.Key_Space)
     assert "history read exploded" in failed.args[0]
-    first = window.desk.shown
-    wait_for_prediction(qtbot, window, after=first)
+    wait_for_undecided(qtbot, window)
     press(qtbot, window, Qt.Key.Key_Space)
     assert window.storage.isRunning()
     assert len(rows(settings.data_dir)) == 2  # the first save was done once, not retried into a duplicate
