@@ -130,7 +130,7 @@ def require_database(data_dir: Path) -> None:
 
 def _open_existing(data_dir: Path) -> Storage:
     require_database(data_dir)
-    return Storage(data_dir)
+    return Storage(data_dir, sweep=False)  # export only reads the data folder
 
 
 def shown(name: str) -> str:

@@ -557,8 +557,13 @@ class Storage:
     """Decisions of one data folder. Every method is one short transaction; results are plain ``DecisionRecord``s."""
 
     def __init__(
-        self, data_dir: Path | str, station: str = "station", busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+        self,
+        data_dir: Path | str,
+        station: str = "station",
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        sweep: bool = True,
     ) -> None:
+        """Open (or create) a data folder; ``sweep=False`` for readers that must leave it exactly as it is."""
         self.data_dir = Path(data_dir).expanduser()
         self.images_dir = self.data_dir / IMAGES_DIR
         self.models_dir = self.data_dir / MODELS_DIR
@@ -582,9 +587,17 @@ class Storage:
         except BaseException:
             self._engine.dispose()
             raise
-        self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
-        self._lock = _FolderLock(self.data_dir)
-        self.swept = self.sweep()
+        try:
+            self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
+            self._lock = _FolderLock(self.data_dir)
+        except OSError as exc:
+            self._engine.dispose()
+            raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
+        try:
+            self.swept = self.sweep() if sweep else SweepReport([], skipped="not asked to")
+        except BaseException:
+            self.close()
+            raise
 
     def sweep(self) -> SweepReport:
         """Remove what crashes leave behind and no row refers to; only when no other Storage has the folder open.
@@ -601,6 +614,9 @@ class Storage:
             return SweepReport([], skipped="the data folder is in use by another process")
         try:
             removed = self._sweep_images() + self.remove_model_leftovers()
+        except OSError as exc:  # e.g. a leftover we may not remove: report, the folder still opens
+            log.warning("could not sweep %s: %s", self.data_dir, exc)
+            return SweepReport([], skipped=f"sweeping failed: {exc}")
         finally:
             self._lock.share()
         for path, size in removed:
