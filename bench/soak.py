@@ -153,6 +153,9 @@ def main() -> int:
         if press >= WARM_UP and window.retrain_worker is None:  # a retraining runs through the soak
             window.start_retrain("fast")
             retrains += 1
+        if not window.isActiveWindow():  # the retraining dialog takes the focus; the operator clicks back
+            window.activateWindow()
+            wait_until(qt, window.isActiveWindow, "the window")
         done = len(saved) + len(removed) + len(failures)
         live = len(saved) - len(removed)
         roll = rng.random()

@@ -362,14 +362,21 @@ class MainWindow(QMainWindow):
             self.use_model(Path(result["candidate"]), result["version"], activate=False)
 
     def _on_retrain_worker_finished(self) -> None:
+        if self.retrain_worker is not None:
+            self.retrain_worker.wait()  # "finished" comes just before the thread ends: never drop a running QThread
         self.retrain_worker = None
+
+    def _on_loader_finished(self, loader: Worker) -> None:
+        loader.wait()  # as above: Qt aborts the process when a QThread object goes away while it still runs
+        if loader in self.loaders:
+            self.loaders.remove(loader)
 
     def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
         """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure."""
         loader = ModelLoadWorker(bundle_dir, version, tag=activate)
         loader.model_loaded.connect(self._on_model_loaded)
         loader.errored.connect(lambda message: self._on_model_load_failed(version, message))
-        loader.finished.connect(lambda: self.loaders.remove(loader) if loader in self.loaders else None)
+        loader.finished.connect(lambda: self._on_loader_finished(loader))
         self.loaders.append(loader)
         self.video.flash(f"Loading model {version}…", HINT_GREY, 5000)
         loader.start()
