@@ -16,6 +16,7 @@ from station.storage import Storage
 from tests.conftest import TINY_LABELS
 
 WAIT_MS = 30_000
+MODEL_LOAD_MS = 120_000  # loading and warming up a model: seconds alone, much longer on a loaded machine
 
 
 def start_window(qtbot, windows, settings, classifier, factory=None, demo_reason=None, capture=True):
@@ -226,7 +227,7 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     shutil.copytree(tiny_bundle_path, candidate)
     with Storage(settings.data_dir) as storage:
         storage.add_version("r1", candidate, "fast", parent="tiny-v1")  # a candidate, not promoted
-    with qtbot.waitSignal(window.storage.version_activated, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.storage.version_activated, timeout=MODEL_LOAD_MS):
         window.use_model(candidate, "r1", activate=True)
     assert window.inference.classifier.version == "r1"
     with Storage(settings.data_dir) as storage:
