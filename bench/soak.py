@@ -56,12 +56,16 @@ def write_photos(folder: Path, count: int, seed: int) -> None:
         Image.fromarray(image).save(folder / f"{i:05d}.png")
 
 
-def wait_until(app: QApplication, condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
+def wait_until(app: QApplication, condition: Callable[[], bool], what: str, seconds: float = WAIT_S) -> bool:
+    """Process events until ``condition``; False after ``seconds`` when ``what`` is empty, else exit."""
+    deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
+            if not what:
+                return False
             raise SystemExit(f"timed out waiting for {what}")
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    return True
 
 
 class Outcomes(QObject):
@@ -144,6 +148,7 @@ def main() -> int:
 
     rng = random.Random(args.seed)
     retrains = 0
+    focus_lost = 0
     rss_start = 0.0
     started = time.monotonic()
     for press in range(args.presses):
@@ -153,20 +158,28 @@ def main() -> int:
         if press >= WARM_UP and window.retrain_worker is None:  # a retraining runs through the soak
             window.start_retrain("fast")
             retrains += 1
-        if not window.isActiveWindow():  # the retraining dialog takes the focus; the operator clicks back
-            window.activateWindow()
-            wait_until(qt, window.isActiveWindow, "the window")
         done = len(saved) + len(removed) + len(failures)
         live = len(saved) - len(removed)
         roll = rng.random()
         if roll < 0.10 and live > 0:
-            QTest.keyClick(window, Qt.Key.Key_Backspace)
+            key = Qt.Key.Key_Backspace
         else:
             wait_until(qt, lambda: window.desk.shown is not None and not window.desk.shown_is_decided,
                        "a new prediction")
             key = Qt.Key.Key_Space if roll < 0.75 else Qt.Key(Qt.Key.Key_1 + rng.randrange(len(classifier.labels)))
+        for _ in range(3):  # a press the retraining dialog took (it had the focus) is pressed again, as an operator would
+            if not window.isActiveWindow():
+                focus_lost += 1
+                window.activateWindow()
+                wait_until(qt, window.isActiveWindow, "the window")
             QTest.keyClick(window, key)
-        wait_until(qt, lambda d=done: len(saved) + len(removed) + len(failures) > d, "the write")
+            if wait_until(qt, lambda d=done: len(saved) + len(removed) + len(failures) > d, "", 20.0):
+                break
+        else:
+            raise SystemExit(f"press {press}: no write after 3 tries ({window.video.flash_text()!r})")
+        if press % 500 == 0:
+            print(f"press {press}: {len(saved)} saved, {len(removed)} undone, RSS {rss_mb():.0f} MB, "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
     elapsed = time.monotonic() - started_after_warm_up
     decided = len(saved) - saved_at_warm_up
     rss_end = rss_mb()
@@ -177,7 +190,8 @@ def main() -> int:
     problems = check_folder(settings.data_dir, saved - removed)
 
     print(f"presses: {args.presses} ({len(saved)} saved, {len(removed)} undone, {len(failures)} refused or failed)")
-    print(f"retrainings started: {retrains}; {time.monotonic() - started:.0f} s in all")
+    print(f"retrainings started: {retrains}; {time.monotonic() - started:.0f} s in all; "
+          f"window re-activated {focus_lost} times")
     print(f"decisions/s after warm-up: {decided / elapsed:.1f} ({decided} in {elapsed:.1f} s)")
     print(f"RSS: {rss_start:.0f} MB after {WARM_UP} presses, {rss_end:.0f} MB at the end "
           f"({rss_end - rss_start:+.0f} MB)")
