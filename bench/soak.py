@@ -167,7 +167,7 @@ def main() -> int:
             wait_until(qt, lambda: window.desk.shown is not None and not window.desk.shown_is_decided,
                        "a new prediction")
             key = Qt.Key.Key_Space if roll < 0.75 else Qt.Key(Qt.Key.Key_1 + rng.randrange(len(classifier.labels)))
-        for _ in range(3):  # a press the retraining dialog took (it had the focus) is pressed again, as an operator would
+        for _ in range(3):  # a press the retraining dialog took (it had the focus) is pressed again
             if not window.isActiveWindow():
                 focus_lost += 1
                 window.activateWindow()
