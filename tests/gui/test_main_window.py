@@ -224,8 +224,8 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     window = start_window(qtbot, windows, settings, tiny_classifier)
     wait_for_prediction(qtbot, window)
     candidate = settings.data_dir / "models" / "r1"
-    shutil.copytree(tiny_bundle_path, candidate)
-    with Storage(settings.data_dir) as storage:
+    with Storage(settings.data_dir) as storage:  # as a retraining does: write with the folder open (never swept)
+        shutil.copytree(tiny_bundle_path, candidate)
         storage.add_version("r1", candidate, "fast", parent="tiny-v1")  # a candidate, not promoted
     with qtbot.waitSignal(window.storage.version_activated, timeout=MODEL_LOAD_MS):
         window.use_model(candidate, "r1", activate=True)
