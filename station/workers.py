@@ -361,6 +361,8 @@ class StorageWorker(Worker):
             if record.id not in self._thumbs:
                 self._thumbs[record.id] = self._load_thumbnail(storage.image_file(record))
             entries.append(HistoryEntry(record, self._thumbs[record.id]))
+        # Keep only the shown ones: a cache of every decision's thumbnail grew ~12 KB per decision, for ever.
+        self._thumbs = {entry.record.id: entry.thumbnail for entry in entries}
         self.history_changed.emit(entries, storage.count_today())
 
     @staticmethod
