@@ -220,8 +220,8 @@ def test_embeddings_are_reused_only_from_the_parents_backbone(
 ) -> None:
     data_dir = tmp_path / "station"
     bundle = fake_bundle(tmp_path / "bundle-a")
-    fake_bundle(data_dir / "models" / "r1")
-    with Storage(data_dir) as storage:
+    with Storage(data_dir) as storage:  # models/ is written with the folder open, as retraining does
+        fake_bundle(data_dir / "models" / "r1")
         storage.add_version("bundle-a", bundle, "bundled", status="retired")
         storage.add_version("r1", data_dir / "models" / "r1", "fast", parent="bundle-a", status="active")
         storage.add_version("r2", data_dir / "models" / "r2", "full", parent="r1")  # a new backbone
@@ -387,6 +387,10 @@ def test_cli_errors_exit_2(
     data_dir, bundle = station_dir
     assert entry(["retrain", "--data-dir", str(data_dir), "--model", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"error: model bundle not found: {tmp_path / 'nowhere'} (version nowhere)"
+    assert entry(["retrain", "--data-dir", str(tmp_path / "typo"), "--model", str(bundle)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: no station database") and out == "" and not (tmp_path / "typo").exists()
+    Storage(tmp_path / "empty").close()
     assert entry(["retrain", "--data-dir", str(tmp_path / "empty"), "--model", str(bundle)]) == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: no decisions stored yet in") and out == ""
