@@ -175,8 +175,12 @@ def clean_partials(data_dir: Path | str) -> list[Path]:
 
     Call it only when no retraining runs on this data folder (it would remove that run's work folder).
     """
-    if not (Path(data_dir).expanduser() / DB_NAME).is_file():
-        return []
+    models_dir = Path(data_dir).expanduser() / "models"
+    if not (Path(data_dir).expanduser() / DB_NAME).is_file():  # no registry: only work folders are surely leftovers
+        removed = [p for p in models_dir.glob(PARTIAL_GLOB) if p.is_dir()] if models_dir.is_dir() else []
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
     with Storage(data_dir) as storage:  # opening sweeps too when nothing else has the folder open
         return storage.swept.removed + [path for path, _ in storage.remove_model_leftovers()]
 
