@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def fail(title: str, message: str) -> int:
         log.error("%s: %s", title, message)
-        QMessageBox.critical(None, title, message)
+        if can_show_dialogs():
+            QMessageBox.critical(None, title, message)
+        else:
+            print(f"{title}: {message}", file=sys.stderr)
         splash.finish()
         return 1
 
@@ -106,6 +109,13 @@ def run_startup(
     return code
 
 
+def can_show_dialogs() -> bool:
+    """False without a screen (``QT_QPA_PLATFORM=offscreen``/``minimal``): a modal dialog there waits for ever."""
+    from PySide6.QtGui import QGuiApplication
+
+    return QGuiApplication.platformName() not in ("offscreen", "minimal")
+
+
 def build_window(settings: Settings, model_dir: Path, started: Started) -> MainWindow:
     """The station window on a loaded model and source, its workers running."""
     from station.retraining import RetrainJob
@@ -142,6 +152,9 @@ def open_storage(settings: Settings) -> Storage | None:
         try:
             return Storage(settings.data_dir, settings.station_name)
         except StorageError as exc:
+            if not can_show_dialogs():
+                print(f"Data folder problem: {exc}", file=sys.stderr)
+                return None
             answer = QMessageBox.critical(
                 None, "Data folder problem", f"{exc}\n\nFix the folder (or pass --data-dir) and retry.",
                 QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Cancel,

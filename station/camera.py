@@ -28,7 +28,7 @@ DOCUMENT_EXTENSIONS = {".md", ".txt"}  # notes beside the photos: skipped withou
 log = logging.getLogger(__name__)
 
 # Every capture state the loop reports through ``on_state(state, detail)``.
-OPENING, LIVE, LOST, STOPPED = "opening", "live", "lost", "stopped"
+OPENING, LIVE, LOST, STOPPED, ENDED = "opening", "live", "lost", "stopped", "ended"
 
 
 # eq=False: frames compare and hash by identity (comparing pixel arrays is neither cheap nor meaningful).
@@ -180,12 +180,15 @@ class OpenCVSource(FrameSource):
 
 
 class FolderSource(FrameSource):
-    """Images of a folder in file-name order, looping: a demo camera and an offline test bench.
+    """Images of a folder in file-name order: a demo camera and a way to label a folder of photos.
 
-    With ``interval > 0`` a new image is served every ``interval`` seconds (and on :meth:`advance`);
-    with ``interval == 0`` only on :meth:`advance`, i.e. after the operator's decision. Every step
-    serves a new :class:`Frame` (also when a one-image folder wraps onto itself); reads between
-    steps return None. Non-image and unreadable files are skipped, counted and logged once.
+    With ``interval > 0`` a new image is served every ``interval`` seconds (and on :meth:`advance`),
+    a slideshow that starts again at the first image (logged each time). With ``interval == 0`` only on
+    :meth:`advance`, i.e. after the operator's decision, and each image once: after the last one the
+    source has ``ended`` and serves nothing more, so no image is decided twice. Every step serves a
+    new :class:`Frame`; reads between steps return None. Non-image files and files that fail to decode
+    (whatever the error: truncated, not an image, a decompression bomb) are skipped and logged once.
+    Reopening the same instance (after a loss) resumes after the image served last, never at the start.
     """
 
     is_live = False
@@ -204,6 +207,10 @@ class FolderSource(FrameSource):
         self._preloaded: tuple[int, NDArray[np.uint8]] | None = None
         self._lock = threading.Lock()  # advance() comes from the GUI thread
         self._step_requested = False
+        self.loops = interval > 0
+        self.ended = False  # interval 0: every image has been served
+        self.served = 0  # images served since the first open
+        self._last_name: str | None = None  # the image served last, to resume after a reopen
 
     def open(self) -> None:
         if not self.folder.is_dir():
@@ -214,19 +221,21 @@ class FolderSource(FrameSource):
         unexpected = [p for p in self.skipped if p.suffix.lower() not in DOCUMENT_EXTENSIONS]
         if unexpected:  # a README beside the photos (the demo folder has one) is no news
             log.info("%s: skipping %d non-image files", self.description, len(unexpected))
-        self._position = -1
+        # Resume just after the image served last (by name: the listing may have changed meanwhile).
+        last = self._last_name
+        self._position = -1 if last is None else sum(p.name <= last for p in self._paths) - 1
         self._index = 0
-        # decoding the first image now is the only honest "can I open this?"; read() serves it
+        # decoding the next image now is the only honest "can I open this?"; read() serves it
         self._preloaded = self._next_readable()
-        if self._preloaded is None:
+        if self._preloaded is None and not (last is not None and not self.loops):
             raise CameraError(f"no readable images in {self.folder} ({len(self.skipped)} files skipped)")
         with self._lock:
-            self._step_requested = True  # serve the first image on the first read
+            self._step_requested = True  # serve the next image on the first read
 
     def advance(self) -> bool:
         with self._lock:
             self._step_requested = True
-        return True
+        return not self.ended
 
     def read(self) -> Frame | None:
         if not self._paths:
@@ -235,30 +244,45 @@ class FolderSource(FrameSource):
         with self._lock:
             due = self._step_requested or (self.interval > 0 and now - self._served_at >= self.interval)
             self._step_requested = False
-        if not due:
+        if not due or self.ended:
             return None
         found, self._preloaded = self._preloaded or self._next_readable(), None
-        if found is None:  # every image became unreadable (deleted while running)
-            raise CameraError(f"no readable images left in {self.folder}")
+        if found is None:
+            if not self.loops and self._last_name is not None:
+                self.ended = True
+                log.info("%s: end of the folder, %d images served, %d files skipped",
+                         self.description, self.served, len(self.skipped))
+                return None
+            raise CameraError(f"no readable images left in {self.folder}")  # deleted while running
         position, image = found
         self._position = position
+        self._last_name = self._paths[position].name
         self._served_at = now
         self._index += 1
+        self.served += 1
         return Frame(image, self._index, time.monotonic(), self._paths[position].name)
 
     def _next_readable(self) -> tuple[int, NDArray[np.uint8]] | None:
-        """Decode the first readable image after the one served last, wrapping; drop unreadable ones."""
-        start = self._position + 1
+        """Decode the first readable image after the one served last; drop (and log) the ones that fail.
+
+        A slideshow wraps to the first image (logged); otherwise None at the end of the folder.
+        """
+        i = self._position + 1
         while self._paths:
-            i = start % len(self._paths)
+            if i >= len(self._paths):
+                if not self.loops:
+                    return None
+                log.info("%s: back to the first image", self.description)
+                i = 0
             try:
                 return i, load_rgb(self._paths[i])
-            except (OSError, ValueError) as exc:
-                log.warning("%s: skipping unreadable image %s: %s", self.description, self._paths[i].name, exc)
+            except Exception as exc:  # Pillow raises many types, e.g. DecompressionBombError
+                log.warning("%s: skipping unreadable image %s: %s: %s",
+                            self.description, self._paths[i].name, type(exc).__name__, exc)
                 self.skipped.append(self._paths.pop(i))
                 if i <= self._position:
                     self._position -= 1  # keep pointing just before the next image to serve
-                start = i  # the following file moved into slot i
+                # the following file moved into slot i
         return None
 
     def close(self) -> None:
@@ -483,6 +507,8 @@ class CaptureLoop:
                 return describe(exc)
             now = time.monotonic()
             if frame is None:
+                if getattr(source, "ended", False) and self.state != ENDED:
+                    self._set_state(ENDED, f"{source.description}: every image has been shown")
                 if source.is_live and now - last_frame_at > silence_limit:
                     return f"{source.description}: no frames for {silence_limit:g} s"
                 stop.wait(self.poll_interval)  # no busy spin while the source has nothing new

@@ -180,6 +180,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     progress = ProgressBars(sys.stderr)
     try:
         settings = command_settings(args)
+        require_database(settings.data_dir)
         job = RetrainJob(
             data_dir=settings.data_dir, default_model=model_folder(settings), mode=args.mode,
             promote=args.promote, base_data_dir=settings.base_data, max_base_drop=settings.max_base_drop,
@@ -199,11 +200,20 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_existing(data_dir: Path) -> Storage:
-    # Exporting from a mistyped path must not create an empty data folder there.
+def require_database(data_dir: Path) -> None:
+    """A mistyped --data-dir must not create an empty data folder there (retrain and export only read one)."""
     if not (data_dir / DB_NAME).is_file():
         raise StorageError(f"no station database ({DB_NAME}) in {data_dir}")
-    return Storage(data_dir)
+
+
+def _open_existing(data_dir: Path) -> Storage:
+    require_database(data_dir)
+    return Storage(data_dir, sweep=False)  # export only reads the data folder
+
+
+def shown(name: str) -> str:
+    """A file or folder name as printable text: bytes that are not UTF-8 are shown as \\xNN, never an error."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -258,13 +268,13 @@ def run_import(args: argparse.Namespace) -> int:
         print("interrupted; the images added so far stay (running the import again skips them)", file=sys.stderr)
         return 130
     for name, n in result.unknown.items():
-        print(f"unknown class folder {name!r} ({n} image(s)) skipped", file=sys.stderr)
+        print(f"unknown class folder {shown(name)!r} ({n} image(s)) skipped", file=sys.stderr)
     for rel, reason in result.bad_files:
-        print(f"bad file {rel} skipped: {reason}", file=sys.stderr)
-    print(f"imported {result.total_added} image(s) from {result.folder} (classes of model {model_name})")
+        print(f"bad file {shown(rel)} skipped: {shown(reason)}", file=sys.stderr)
+    print(f"imported {result.total_added} image(s) from {shown(str(result.folder))} (classes of model {model_name})")
     print_counts(result.added)
     print(f"duplicates skipped: {len(result.duplicates)}")
-    unknown = ", ".join(f"{name} ({n})" for name, n in result.unknown.items()) or "none"
+    unknown = ", ".join(f"{shown(name)} ({n})" for name, n in result.unknown.items()) or "none"
     print(f"unknown classes skipped: {unknown}" + (f"; known: {', '.join(labels)}" if result.unknown else ""))
     print(f"bad files skipped: {len(result.bad_files)}")
     if result.downscaled:

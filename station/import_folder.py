@@ -51,7 +51,9 @@ class ImportResult:
 def active_model_labels(storage: Storage, default_model: Path) -> tuple[str, list[str]]:
     """(name, labels) of the station's active model; ``default_model`` is registered first if none is active yet."""
     if storage.active_version() is None:
-        read_labels(default_model)  # fail before registering a bundle whose labels are unusable
+        from training.model import load_bundle  # TensorFlow: only when a bundle is about to become active
+
+        load_bundle(default_model)  # never register as active a bundle that does not load (labels or model)
     name, bundle = current_model(storage, default_model)
     return name, read_labels(bundle)
 
@@ -99,11 +101,15 @@ def import_folder(
     added: Counter[str] = Counter()
     duplicates: list[str] = []
     downscaled = 0
+    inside = folder.resolve()
     for done, (rel, label) in enumerate(todo, start=1):
         path = folder / rel
+        if path.is_symlink() or not path.resolve().is_relative_to(inside):
+            bad.append((rel, "a symbolic link (links are not followed)"))
+            continue
         try:
             mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-            original = load_rgb(path)
+            original = load_rgb(path, max_side)  # a JPEG decodes at a reduced scale; a huge other image is refused
         except Exception as exc:  # PIL raises several types for bad data; all mean "unusable", as in scan_dataset
             bad.append((rel, f"cannot decode: {exc}"))
         else:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from station.storage import ACTIVE, CANDIDATE, DecisionRecord, Storage, StorageError, VersionRecord
+from station.storage import ACTIVE, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
 from training.files import read_json, read_labels
+from training.preprocess import load_rgb
 
 if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
     from training.retrain import SiteSample
@@ -144,14 +145,14 @@ def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) 
 
 
 def _samples(
-    storage: Storage, records: list[DecisionRecord], parent_name: str
-) -> tuple[list[SiteSample], int, str]:
-    """Site samples, reusing embeddings from the parent's backbone; decisions whose image is gone are skipped.
+    storage: Storage, records: list[DecisionRecord], parent_name: str, needs_images: bool = False
+) -> tuple[list[SiteSample], int, list[dict[str, Any]], str]:
+    """Site samples, reusing embeddings from the parent's backbone (``needs_images``: full mode decodes them all).
 
     A decision the parent itself judged live keeps its prediction (``running_label``): the gate's honest
-    score of the running model.
-
-    Also returns the name of the version whose backbone the parent uses (the base-embedding cache key).
+    score of the running model. Decisions whose image is needed but missing are counted and skipped;
+    unreadable ones are skipped and listed (decision id, path, reason). Also returns the name of the
+    version whose backbone the parent uses (the base-embedding cache key).
     """
     from training.retrain import SiteSample
 
@@ -159,20 +160,36 @@ def _samples(
     lineage.setdefault(parent_name, ("bundled", None))  # the bundled model before it is registered
     root = backbone_root(parent_name, lineage)
     roots: dict[str | None, str | None] = {}
-    samples, skipped = [], 0
+    samples, skipped, unreadable = [], 0, []
     for rec in records:
         if rec.model_version not in roots:
             roots[rec.model_version] = backbone_root(rec.model_version, lineage)
         same_backbone = root is not None and roots[rec.model_version] == root
         embedding = rec.embedding if same_backbone else None
         image = storage.image_file(rec)
-        if embedding is None and not image.is_file():
-            log.warning("decision %d: image %s is missing; left out of the retraining", rec.id, image)
-            skipped += 1
-            continue
+        if embedding is None or needs_images:  # the core will decode this image
+            if not image.is_file():
+                log.warning("decision %d: image %s is missing; left out of the retraining", rec.id, image)
+                skipped += 1
+                continue
+            problem = _unreadable(image)
+            if problem is not None:
+                log.warning("decision %d: image %s is unreadable (%s); left out of the retraining", rec.id, image,
+                            problem)
+                unreadable.append({"id": rec.id, "path": str(image), "reason": problem})
+                continue
         running = rec.predicted_label if rec.model_version == parent_name else None
         samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, running_label=running))
-    return samples, skipped, root or parent_name
+    return samples, skipped, unreadable, root or parent_name
+
+
+def _unreadable(image: Path) -> str | None:
+    """Why a stored image cannot be decoded (truncated, corrupt), or None: one bad file must not stop a retraining."""
+    try:
+        load_rgb(image)
+    except Exception as exc:  # Pillow raises many types for bad data
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def shipped_accuracy(bundle: Path) -> float | None:
@@ -196,16 +213,19 @@ def _remove_candidate(models_dir: Path, name: str) -> None:
 
 
 def clean_partials(data_dir: Path | str) -> list[Path]:
-    """Remove ``models/.*.partial-*`` folders a crashed retraining left behind; returns what was removed.
+    """Remove what a crashed retraining left under ``models/``: work folders (``.*.partial-*``) and a complete
+    candidate it had no time to register; returns what was removed.
 
     Call it only when no retraining runs on this data folder (it would remove that run's work folder).
     """
     models_dir = Path(data_dir).expanduser() / "models"
-    removed = [p for p in models_dir.glob(PARTIAL_GLOB) if p.is_dir()] if models_dir.is_dir() else []
-    for folder in removed:
-        shutil.rmtree(folder, ignore_errors=True)
-        log.info("removed leftover %s", folder)
-    return removed
+    if not (Path(data_dir).expanduser() / DB_NAME).is_file():  # no registry: only work folders are surely leftovers
+        removed = [p for p in models_dir.glob(PARTIAL_GLOB) if p.is_dir()] if models_dir.is_dir() else []
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
+    with Storage(data_dir) as storage:  # opening sweeps too when nothing else has the folder open
+        return storage.swept.removed + [path for path, _ in storage.remove_model_leftovers()]
 
 
 def run_retrain(
@@ -231,7 +251,10 @@ def run_retrain(
 
         if cancelled():
             raise core.RetrainCancelled("retraining cancelled")
-        samples, skipped, backbone = _samples(storage, records, parent_name)
+        samples, skipped, unreadable, backbone = _samples(storage, records, parent_name, job.mode == "full")
+        for bad in unreadable:
+            report({"phase": f"skipped decision {bad['id']}: unreadable image {bad['path']}", "done": 0, "total": 4,
+                    "elapsed": time.monotonic() - started, "eta": None, "skipped": bad})
         if not samples:
             raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
 
@@ -272,6 +295,7 @@ def run_retrain(
         "seconds": round(time.monotonic() - started, 2),
         "decisions": len(samples),
         "skipped_missing_images": skipped,
+        "skipped_unreadable_images": unreadable,
         "classes_without_decisions": [label for label in labels if label not in seen],
     }
 

@@ -105,8 +105,10 @@ def choose_source(settings: Settings) -> tuple[Callable[[], FrameSource], str | 
         probe.close()
     except CameraError as exc:  # start_station reports it; the window's banner shows it
         reason = str(exc)
-        interval = demo_interval(settings)
-        return (lambda: FolderSource(DEMO_DIR, interval)), reason
+        demo = FolderSource(DEMO_DIR, demo_interval(settings))
+        return (lambda: demo), reason
+    if isinstance(probe, FolderSource):  # one instance: a reopen resumes where it was, never at the first image
+        return (lambda: probe), None
     return (lambda: open_source(settings.source, settings.interval)), None
 
 

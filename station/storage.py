@@ -19,7 +19,9 @@ import io
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,6 +54,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, defer, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -80,6 +83,10 @@ _EMBEDDING_DTYPE = np.dtype("<f4")
 
 class StorageError(Exception):
     """A storage problem worth showing to the operator (the message says what and where)."""
+
+
+class CorruptDatabaseError(StorageError):
+    """The database file is damaged; it is left exactly as it is (restore it from a backup or move it aside)."""
 
 
 # --------------------------------------------------------------------------------------------------- ORM models
@@ -311,6 +318,24 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+_SQLITE_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """True when SQLite found the database file damaged (or not a database): never worth retrying or writing to."""
+    for e in _exception_chain(exc):
+        if isinstance(e, CorruptDatabaseError):
+            return True
+        if isinstance(e, sqlite3.DatabaseError):
+            code = getattr(e, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _SQLITE_CORRUPT_CODES:
+                return True
+            msg = str(e).lower()
+            if "malformed" in msg or "not a database" in msg:
+                return True
+    return False
+
+
 def _reason(exc: BaseException) -> str:
     """The driver's message ("database is locked") rather than SQLAlchemy's SQL dump."""
     orig = getattr(exc, "orig", None)
@@ -339,11 +364,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the whole file or nothing."""
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Temp file in the same folder, fsync, rename: readers see the whole file or nothing.
+
+    ``mode``: mkstemp makes the file private (0600); images get the database's own mode instead.
+    """
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -365,7 +395,8 @@ def open_engine(db_path: Path | str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT
     carrying the execution option ``sqlite_begin="IMMEDIATE"`` take the write lock at BEGIN, where busy_timeout
     applies; a deferred transaction that reads and then writes can fail with "locked" at once instead of waiting.
     """
-    engine = create_engine(f"sqlite:///{Path(db_path)}")
+    # Never format a path into a URL: "?" would start a query string and "%" an escape.
+    engine = create_engine(URL.create("sqlite", database=str(Path(db_path))))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -455,6 +486,70 @@ def _prepare_schema(conn: Connection, db_path: Path) -> None:
         _set_version(conn, version)
 
 
+# --------------------------------------------------------------------------------------------------- sweeping
+
+LOCK_NAME = ".station.lock"
+_TEMP_GLOBS = (".*.tmp", ".write-test-*")  # _write_atomically's and _check_folder's temporaries
+_MODEL_LEFTOVER_GLOBS = (".*.partial-*", ".*.old-*")  # training.files.make_work_folder / replace_folder
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What opening a data folder removed: crash leftovers no row refers to."""
+
+    removed: list[Path]
+    bytes: int = 0  # their total size
+    skipped: str | None = None  # why nothing was swept (the folder is in use by another process)
+
+
+def _remove(path: Path) -> tuple[Path, int]:
+    """Remove a leftover file or folder; (path, bytes freed)."""
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+    return path, size
+
+
+class _FolderLock:
+    """A shared lock on ``data_dir/.station.lock`` held by every open Storage (every process, every thread).
+
+    Only a Storage that can briefly take it exclusively knows that nothing else writes to the folder, so only
+    then are leftovers swept: a file being saved or a model being trained by another process is never touched.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks, so never sweep
+            self._fcntl = None
+            return
+        self._fcntl = fcntl
+        self._fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def try_exclusive(self) -> bool:
+        if self._fd is None or self._fcntl is None:
+            return False
+        try:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX | self._fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def share(self) -> None:
+        if self._fd is not None and self._fcntl is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 # --------------------------------------------------------------------------------------------------- Storage
 
 
@@ -462,8 +557,13 @@ class Storage:
     """Decisions of one data folder. Every method is one short transaction; results are plain ``DecisionRecord``s."""
 
     def __init__(
-        self, data_dir: Path | str, station: str = "station", busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+        self,
+        data_dir: Path | str,
+        station: str = "station",
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        sweep: bool = True,
     ) -> None:
+        """Open (or create) a data folder; ``sweep=False`` for readers that must leave it exactly as it is."""
         self.data_dir = Path(data_dir).expanduser()
         self.images_dir = self.data_dir / IMAGES_DIR
         self.models_dir = self.data_dir / MODELS_DIR
@@ -476,14 +576,86 @@ class Storage:
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
         self._sessions = sessionmaker(write_engine, expire_on_commit=False)
         try:
+            self._check_integrity()  # before anything is written to it
             with write_engine.begin() as conn:  # IMMEDIATE: two stations opening a new folder don't both create it
                 _prepare_schema(conn, self.db_path)
         except SQLAlchemyError as exc:
             self._engine.dispose()
+            if is_corrupt(exc):
+                raise CorruptDatabaseError(_corrupt_message(self.db_path, _reason(exc))) from exc
             raise StorageError(f"cannot open database {self.db_path}: {_reason(exc)}") from exc
         except BaseException:
             self._engine.dispose()
             raise
+        try:
+            self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
+            self._lock = _FolderLock(self.data_dir)
+        except OSError as exc:
+            self._engine.dispose()
+            raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
+        try:
+            self.swept = self.sweep() if sweep else SweepReport([], skipped="not asked to")
+        except BaseException:
+            self.close()
+            raise
+
+    def sweep(self) -> SweepReport:
+        """Remove what crashes leave behind and no row refers to; only when no other Storage has the folder open.
+
+        - temporary files of interrupted image writes (``images/**/.*.tmp``);
+        - image files without a row, written after the first stored decision (a save killed between its file
+          and its row). Older ones are kept: they may belong to a database that was moved aside;
+        - ``models/.*.partial-*`` / ``.*.old-*`` folders and ``models/rN`` folders no model version names
+          (a retraining killed before it registered its candidate).
+
+        A file a row points to is never removed.
+        """
+        if not self._lock.try_exclusive():
+            return SweepReport([], skipped="the data folder is in use by another process")
+        try:
+            removed = self._sweep_images() + self.remove_model_leftovers()
+        except OSError as exc:  # e.g. a leftover we may not remove: report, the folder still opens
+            log.warning("could not sweep %s: %s", self.data_dir, exc)
+            return SweepReport([], skipped=f"sweeping failed: {exc}")
+        finally:
+            self._lock.share()
+        for path, size in removed:
+            log.warning("removed crash leftover %s (%d bytes)", path, size)
+        return SweepReport([p for p, _ in removed], sum(size for _, size in removed))
+
+    def _sweep_images(self) -> list[Path]:
+        def read(s: Session) -> tuple[set[str], datetime | None]:
+            return set(s.scalars(select(Decision.image_path))), s.scalar(select(func.min(Decision.created_at)))
+
+        referenced, first = self._read(read)
+        leftovers = [p for pattern in _TEMP_GLOBS for p in self.images_dir.rglob(pattern) if p.is_file()]
+        leftovers += [p for p in self.data_dir.glob(".write-test-*") if p.is_file()]
+        if first is not None:
+            oldest = first.timestamp() - 1.0  # mtime resolution
+            for path in self.images_dir.rglob("*.png"):
+                relative = path.relative_to(self.data_dir).as_posix()
+                if relative not in referenced and path.is_file() and path.stat().st_mtime >= oldest:
+                    leftovers.append(path)
+        return [_remove(path) for path in leftovers]
+
+    def remove_model_leftovers(self) -> list[tuple[Path, int]]:
+        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here."""
+        if not self.models_dir.is_dir():
+            return []
+        registered = {self.version_path(v).resolve() for v in self.versions()}
+        leftovers = [p for pattern in _MODEL_LEFTOVER_GLOBS for p in self.models_dir.glob(pattern) if p.is_dir()]
+        leftovers += [
+            p for p in self.models_dir.iterdir()
+            if p.is_dir() and _RETRAINED_NAME.fullmatch(p.name) and p.resolve() not in registered
+        ]
+        return [_remove(folder) for folder in leftovers]
+
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check`` (reads every page, writes nothing): a damaged database is refused up front."""
+        with self._engine.connect() as conn:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise CorruptDatabaseError(_corrupt_message(self.db_path, "; ".join(problems[:3])))
 
     def _check_folder(self) -> None:
         # Fail at startup with the path in the message, not at the first decision with a bare errno.
@@ -504,6 +676,7 @@ class Storage:
 
     def close(self) -> None:
         self._engine.dispose()
+        self._lock.release()
 
     def __enter__(self) -> Storage:
         return self
@@ -533,7 +706,7 @@ class Storage:
             day.mkdir(parents=True, exist_ok=True)
             if new_day:
                 _fsync_dir(self.images_dir)
-            _write_atomically(file, png)
+            _write_atomically(file, png, self._file_mode)
         except OSError as exc:
             raise StorageError(f"cannot write image {file}: {exc.strerror or exc}") from exc
 
@@ -800,6 +973,11 @@ class Storage:
             names.update(p.name for p in self.models_dir.iterdir())
         numbers = [int(m.group(1)) for m in map(_RETRAINED_NAME.fullmatch, names) if m]
         return f"r{max(numbers, default=0) + 1}"
+
+
+def _corrupt_message(db_path: Path, detail: str) -> str:
+    return (f"database {db_path} is corrupt ({detail}). It was left untouched: restore it from a backup, "
+            "or move it aside to start a new one")
 
 
 def _remove_file(path: Path) -> None:

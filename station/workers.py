@@ -30,6 +30,7 @@ from station.storage import (
     Storage,
     StorageError,
     VersionRecord,
+    is_corrupt,
     is_transient,
     version_folder,
 )
@@ -138,7 +139,9 @@ class HistoryEntry:
 
 
 def retryable(exc: BaseException) -> bool:
-    """Locked or busy database, full disk, unwritable folder: worth waiting for, not a bug."""
+    """Locked or busy database, full disk, unwritable folder: worth waiting for, not a bug (nor corruption)."""
+    if is_corrupt(exc):
+        return False
     chain: BaseException | None = exc
     while chain is not None:
         if isinstance(chain, OSError) or is_transient(chain):
@@ -229,12 +232,23 @@ class StorageWorker(Worker):
         """A version's bundle folder, for the GUI thread (which holds no ``Storage``)."""
         return version_folder(self.data_dir, record)
 
+    def adopt(self, dead: StorageWorker) -> None:
+        """Take over the writes a stopped worker never ran, in order (restart after a failure)."""
+        while True:
+            try:
+                job = dead._jobs.get_nowait()
+            except queue.Empty:
+                break
+            with dead._pending_lock:
+                dead._pending -= 1
+            self._submit(*job)
+
     def work(self) -> None:
         storage = self._open()
         if storage is None:
             return
         try:
-            self._emit_history(storage)
+            self._safely(storage, "read the history", self._emit_history)
             # On stop, finish the queued writes first: a decision on its way is never dropped.
             while not (self.stopping() and self._jobs.empty()):
                 try:
@@ -246,37 +260,54 @@ class StorageWorker(Worker):
             storage.close()
 
     def _open(self) -> Storage | None:
+        """Wait out a locked database or a full disk; anything else (corrupt, newer schema) ends the worker."""
         attempt = 0
         while not self.stopping():
             try:
                 return Storage(self.data_dir, self.station, self.busy_timeout_ms)
             except StorageError as exc:
+                if not retryable(exc):
+                    raise
                 self._wait_retry(str(exc), attempt)
                 attempt += 1
         return None
 
+    def _safely(self, storage: Storage, what: str, fn: Callable[[Storage], None]) -> None:
+        """Run a read whose failure must not end the thread; a corrupt database does end it (errored)."""
+        try:
+            fn(storage)
+        except Exception as exc:
+            if is_corrupt(exc):
+                raise
+            log.exception("storage: could not %s", what)
+            self.storage_failed.emit(f"could not {what}: {exc}")
+
     def _run_job(self, storage: Storage, kind: str, payload: Any) -> None:
         attempt = 0
-        while True:
-            try:
-                self._apply(storage, kind, payload)
-                if attempt:
-                    self.storage_recovered.emit()
-                break
-            except (StorageError, OSError) as exc:
-                if not retryable(exc):
-                    self.storage_failed.emit(str(exc))
+        try:
+            while True:
+                try:
+                    self._apply(storage, kind, payload)
+                    if attempt:
+                        self.storage_recovered.emit()
                     break
-                if self._stop.is_set() and attempt >= len(self.BACKOFF):
-                    self.storage_failed.emit(f"{exc} — giving up at shutdown; this write was NOT saved")
-                    break
-                self._wait_retry(str(exc), attempt)
-                attempt += 1
-            except ValueError as exc:  # a bad request (empty label): nothing to retry
-                self.storage_failed.emit(str(exc))
-                break
-        with self._pending_lock:
-            self._pending -= 1
+                except Exception as exc:
+                    if is_corrupt(exc):  # never keep writing to a damaged database: the worker ends, visibly
+                        self.storage_failed.emit(f"{exc} — this write was NOT saved")
+                        raise
+                    if not retryable(exc):  # a bad request or a bug: this job fails, the thread goes on
+                        if not isinstance(exc, StorageError | ValueError):
+                            log.exception("storage job %s failed", kind)
+                        self.storage_failed.emit(str(exc))
+                        break
+                    if self._stop.is_set() and attempt >= len(self.BACKOFF):
+                        self.storage_failed.emit(f"{exc} — giving up at shutdown; this write was NOT saved")
+                        break
+                    self._wait_retry(str(exc), attempt)
+                    attempt += 1
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
 
     def _wait_retry(self, message: str, attempt: int) -> None:
         delay = self.BACKOFF[min(attempt, len(self.BACKOFF) - 1)]
@@ -321,7 +352,8 @@ class StorageWorker(Worker):
             ]
             self.review_ready.emit(entries)
             return
-        self._emit_history(storage)
+        # The write is done: a failing history read must not send it back to the retry loop (it would run twice).
+        self._safely(storage, "read the history", self._emit_history)
 
     def _emit_history(self, storage: Storage) -> None:
         entries = []
@@ -329,6 +361,8 @@ class StorageWorker(Worker):
             if record.id not in self._thumbs:
                 self._thumbs[record.id] = self._load_thumbnail(storage.image_file(record))
             entries.append(HistoryEntry(record, self._thumbs[record.id]))
+        # Keep only the shown ones: a cache of every decision's thumbnail grew ~12 KB per decision, for ever.
+        self._thumbs = {entry.record.id: entry.thumbnail for entry in entries}
         self.history_changed.emit(entries, storage.count_today())
 
     @staticmethod

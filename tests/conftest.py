@@ -72,3 +72,13 @@ def tiny_bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model(len(TINY_LABELS), None, TINY_SIZE, freeze_backbone=False)
     save_bundle_files(model, TINY_LABELS, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def six_class_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real bundle on the station's six classes (random weights, 32 px)."""
+    from training.model import build_model, save_bundle_files
+
+    folder = tmp_path_factory.mktemp("bundles") / "six-classes"
+    save_bundle_files(build_model(len(CLASSES), None, 32, freeze_backbone=False), CLASSES, folder)
+    return folder

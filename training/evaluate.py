@@ -13,6 +13,7 @@ from sklearn.metrics import classification_report, confusion_matrix, precision_r
 from training.data import SPLITS, load_arrays, load_split, scan_dataset
 from training.errors import TrainingError
 from training.model import Bundle
+from training.plot_text import plot_text
 
 
 def predict_probabilities(bundle: Bundle, images: NDArray[np.uint8], batch_size: int = 32) -> NDArray[np.float32]:
@@ -91,8 +92,9 @@ def draw_confusion(
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    names = [plot_text(name) for name in labels]
+    ax.set_xticks(range(len(labels)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), names)
     ax.set_xlabel(predicted_name)
     ax.set_ylabel(true_name)
     ax.set_title("Confusion matrix (shade: share of each row)")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from training.data import scan_dataset
 from training.files import write_json
+from training.plot_text import plot_text
 from training.preprocess import load_rgb
 
 
@@ -64,7 +65,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 def plot_counts(counts: dict[str, int], path: Path) -> None:
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
-    bars = ax.bar(list(counts), list(counts.values()), color="tab:blue")
+    bars = ax.bar([plot_text(name) for name in counts], list(counts.values()), color="tab:blue")
     ax.bar_label(bars)
     ax.set_ylabel("images")
     ax.set_title("Images per class")
@@ -85,5 +86,5 @@ def plot_samples(
             ax.axis("off")
             if col < len(chosen):
                 ax.imshow(load_rgb(root / chosen[col]))
-        axes[label][0].set_title(name, loc="left", fontsize=10)
+        axes[label][0].set_title(plot_text(name), loc="left", fontsize=10)
     fig.savefig(path, dpi=90)

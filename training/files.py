@@ -58,8 +58,14 @@ def make_work_folder(beside: Path) -> Path:
 def read_labels(folder: Path) -> list[str]:
     """A bundle's class names in output order (``labels.json``), checked, without loading the model."""
     labels = read_json(Path(folder) / "labels.json", "class names in output order")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise TrainingError(f"model bundle {folder}: labels.json must be a list of class names")
+    if not all(x.strip() for x in labels):
+        raise TrainingError(f"model bundle {folder}: labels.json has an empty class name")
+    duplicates = sorted({x for x in labels if labels.count(x) > 1})
+    if duplicates:
+        named = ", ".join(map(repr, duplicates))
+        raise TrainingError(f"model bundle {folder}: labels.json names a class twice: {named}")
     return labels
 
 

@@ -32,12 +32,22 @@ def prepare_image(rgb: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
     return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
-def load_rgb(path: str | Path) -> NDArray[np.uint8]:
+MAX_DECODE_PIXELS = 64_000_000  # with max_side: larger images that cannot be decoded at a reduced scale are refused
+
+
+def load_rgb(path: str | Path, max_side: int | None = None) -> NDArray[np.uint8]:
     """Decode an image file fully into RGB uint8, honouring EXIF orientation.
 
-    Raises ``OSError`` or ``ValueError`` for unreadable, truncated or non-image files.
+    With ``max_side``, a JPEG is decoded at a reduced scale (1/2 to 1/8) no smaller than ``max_side`` on its
+    long side (the caller resizes the rest of the way), and an image that would still exceed
+    ``MAX_DECODE_PIXELS`` is refused from its header, before any pixel is decoded.
+    Raises ``OSError`` or ``ValueError`` for unreadable, truncated, too large or non-image files.
     """
     with Image.open(path) as image:
+        if max_side is not None:
+            image.draft("RGB", (max_side, max_side))
+            if image.width * image.height > MAX_DECODE_PIXELS:
+                raise ValueError(f"image too large to decode ({image.width}x{image.height} pixels)")
         image.load()  # decode everything now: truncated files fail here, not mid-epoch
         image = ImageOps.exif_transpose(image)
         return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QPushButton, QSizePolicy, QWidget
 
 from station.ui.colors import class_color, text_color_on
+from station.ui.plain_text import button_text, tooltip
 
 
 class ClassButtons(QWidget):
@@ -22,11 +23,11 @@ class ClassButtons(QWidget):
         columns = 3 if len(labels) > 4 else len(labels)
         for index, name in enumerate(labels):
             color = class_color(name, index)
-            button = QPushButton(f"{index + 1}   {name}")
+            button = QPushButton(button_text(f"{index + 1}   {name}"))
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the window's shortcuts, never a button
             button.setMinimumHeight(56)
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-            button.setToolTip(f"Label as {name} (key {index + 1})")
+            button.setToolTip(tooltip(f"Label as {name} (key {index + 1})"))
             button.setStyleSheet(
                 f"QPushButton {{ background: {color.name()}; color: {text_color_on(color).name()};"
                 " font-size: 20px; font-weight: bold; border-radius: 8px; border: 3px solid transparent; }"

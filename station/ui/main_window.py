@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QToolBar, QVBoxLayout, QWidget
 
-from station.camera import LIVE, LOST, Frame
+from station.camera import ENDED, LIVE, LOST, Frame
 from station.decisions import DecisionDesk, DecisionRefusedError
 from station.inference import Prediction
 from station.retraining import LearningTrigger, outcome_line
@@ -20,6 +20,8 @@ from station.ui.class_buttons import ClassButtons
 from station.ui.colors import CONFIRMED_GREEN, CORRECTED_PURPLE, class_color
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
+from station.ui.keys import bind_key
+from station.ui.plain_text import tooltip
 from station.ui.retrain_dialog import RetrainDialog
 from station.ui.review_dialog import ReviewDialog
 from station.ui.statistics_view import StatisticsView
@@ -39,6 +41,7 @@ OK_GREEN = CONFIRMED_GREEN
 HINT_GREY = QColor("#555555")
 WARN_ORANGE = QColor("#e67e22")
 DEMO_YELLOW = QColor("#f1c40f")
+ERROR_RED = QColor("#c0392b")
 
 REVIEW_LENGTH = 200  # decisions in the review queue
 
@@ -74,6 +77,8 @@ class MainWindow(QMainWindow):
         self.storage = storage
         self.demo_reason = demo_reason
         self.frozen = False
+        self.storage_down: str | None = None  # why the storage thread stopped, while it is stopped
+        self.storage_dialog: QMessageBox | None = None
         self.camera_state = ("opening", "")
         self.decisions_today = 0
         self.last_latency_ms = 0.0
@@ -148,10 +153,8 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
 
     def _bind_keys(self) -> None:
-        def bind(sequence: QKeySequence | str, slot: object) -> None:
-            shortcut = QShortcut(QKeySequence(sequence), self)
-            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-            shortcut.activated.connect(slot)
+        def bind(sequence: QKeySequence | str, slot: Callable[[], object]) -> None:
+            bind_key(self, sequence, slot)
 
         for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
             bind(QKeySequence(key), self.confirm)
@@ -166,6 +169,15 @@ class MainWindow(QMainWindow):
         self.capture.frame_captured.connect(self._on_frame_captured)
         self.capture.camera_state_changed.connect(self._on_camera_state_changed)
         self.inference.prediction_ready.connect(self._on_prediction_ready)
+        for worker in (self.capture, self.inference):
+            worker.errored.connect(self._on_worker_errored)
+        self._connect_storage()
+        self.buttons.label_chosen.connect(self.choose)
+        # Through self.storage at call time: a restarted storage worker replaces it.
+        self.history.relabel_requested.connect(lambda i, label: self.storage.relabel(i, label))
+        self.history.delete_requested.connect(lambda i: self.storage.delete(i))
+
+    def _connect_storage(self) -> None:
         self.storage.decision_saved.connect(self._on_decision_saved)
         self.storage.decision_removed.connect(self._on_decision_removed)
         self.storage.decision_relabelled.connect(self._on_decision_relabelled)
@@ -177,11 +189,7 @@ class MainWindow(QMainWindow):
         self.storage.versions_listed.connect(self._on_versions_listed)
         self.storage.statistics_ready.connect(self._on_statistics_ready)
         self.storage.review_ready.connect(self._on_review_ready)
-        for worker in (self.capture, self.inference, self.storage):
-            worker.errored.connect(self._on_worker_errored)
-        self.buttons.label_chosen.connect(self.choose)
-        self.history.relabel_requested.connect(self.storage.relabel)
-        self.history.delete_requested.connect(self.storage.delete)
+        self.storage.errored.connect(self._on_storage_stopped)
 
     # ---- operator actions
 
@@ -192,6 +200,8 @@ class MainWindow(QMainWindow):
         self._decide(index)
 
     def _decide(self, index: int | None) -> None:
+        if self._refuse_while_storage_down():
+            return
         try:
             decision = self.desk.decide(index)
         except DecisionRefusedError as hint:
@@ -202,7 +212,17 @@ class MainWindow(QMainWindow):
         self.video.flash(f"Saving {decision.operator_label}…", HINT_GREY, 3000)
 
     def undo(self) -> None:
-        self.storage.undo_last()
+        if not self._refuse_while_storage_down():
+            self.storage.undo_last()
+
+    def _refuse_while_storage_down(self) -> bool:
+        """No key press is taken as saved while no storage thread runs: it would only sit in a dead queue."""
+        if self.storage_down is None:
+            return False
+        self.video.flash(f"NOT saved — storage stopped: {self.storage_down}", ERROR_RED, 4000)
+        if self.storage_dialog is not None:
+            self.storage_dialog.open()  # the way back: restart storage
+        return True
 
     def toggle_freeze(self) -> None:
         self.frozen = not self.frozen
@@ -248,6 +268,8 @@ class MainWindow(QMainWindow):
         state, detail = self.camera_state
         if state == LOST:
             self.video.set_banner(f"Camera lost: {detail} — reconnecting…")
+        elif state == ENDED:
+            self.video.set_banner(f"End of the folder: {detail}", DEMO_YELLOW)
         elif self.demo_reason:
             self.video.set_banner(f"DEMO: bundled images, because {self.demo_reason}", DEMO_YELLOW)
         else:
@@ -286,6 +308,33 @@ class MainWindow(QMainWindow):
 
     def _on_storage_failed(self, message: str) -> None:
         self.video.flash(message, WARN_ORANGE, 4000)
+
+    def _on_storage_stopped(self, message: str) -> None:
+        """The storage thread ended on an error: say so at once, refuse decisions, offer a restart."""
+        self.storage_down = message
+        self.video.set_notice(f"Decisions are NOT being saved — {message}", ERROR_RED)
+        self.statusBar().showMessage(message)
+        box = QMessageBox(QMessageBox.Icon.Critical, "Decisions are not being saved",
+                          f"Storing decisions stopped:\n{message}\n\nNo decision is taken until storage "
+                          "runs again. Fix the cause (see the message), then restart storage.",
+                          QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Close, self)
+        box.button(QMessageBox.StandardButton.Retry).setText("Restart storage")
+        box.button(QMessageBox.StandardButton.Retry).clicked.connect(self.restart_storage)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        self.storage_dialog = box
+        box.open()  # window-modal, never blocks the event loop
+
+    def restart_storage(self) -> None:
+        """A new storage worker on the same folder; it takes over the writes the stopped one never ran."""
+        old = self.storage
+        if old.isRunning():
+            return
+        self.storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms)
+        self.storage.adopt(old)
+        self.storage_down = None
+        self.video.set_notice(None)
+        self._connect_storage()
+        self.storage.start()
 
     def _on_worker_errored(self, message: str) -> None:
         self.video.set_notice(f"Error: {message}")
@@ -335,6 +384,8 @@ class MainWindow(QMainWindow):
             self.use_model(Path(result["candidate"]), result["version"], activate=False)
 
     def _on_retrain_worker_finished(self) -> None:
+        if self.retrain_worker is not None:
+            self.retrain_worker.wait()  # "finished" comes just before the thread ends: never drop a running QThread
         self.retrain_worker = None
         self._learn_if_due()  # decisions made meanwhile may already call for the next one
 
@@ -349,12 +400,17 @@ class MainWindow(QMainWindow):
         label.setText(text)
         label.setToolTip(text)
 
+    def _on_loader_finished(self, loader: Worker) -> None:
+        loader.wait()  # as above: Qt aborts the process when a QThread object goes away while it still runs
+        if loader in self.loaders:
+            self.loaders.remove(loader)
+
     def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
         """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure."""
         loader = ModelLoadWorker(bundle_dir, version, tag=activate)
         loader.model_loaded.connect(self._on_model_loaded)
         loader.errored.connect(lambda message: self._on_model_load_failed(version, message))
-        loader.finished.connect(lambda: self.loaders.remove(loader) if loader in self.loaders else None)
+        loader.finished.connect(lambda: self._on_loader_finished(loader))
         self.loaders.append(loader)
         self.video.flash(f"Loading model {version}…", HINT_GREY, 5000)
         loader.start()
@@ -408,7 +464,7 @@ class MainWindow(QMainWindow):
     def show_review(self) -> None:
         if self.review_dialog is None:
             self.review_dialog = ReviewDialog(self.desk.labels, self.desk.threshold, self)
-            self.review_dialog.relabel_requested.connect(self.storage.relabel)
+            self.review_dialog.relabel_requested.connect(lambda i, label: self.storage.relabel(i, label))
             self.review_dialog.reload_requested.connect(lambda: self.storage.request_review(REVIEW_LENGTH))
         self.review_dialog.show()
         self.review_dialog.raise_()
@@ -428,7 +484,7 @@ class MainWindow(QMainWindow):
             text, color = f"● {self.feed_note}", "#2980b9"
         labels = self.status_labels
         labels["camera"].setText(f"<span style='color:{color}'>{text}</span>")
-        labels["camera"].setToolTip(detail)
+        labels["camera"].setToolTip(tooltip(detail))
         labels["capture"].setVisible(not self.feed_note)
         labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
         labels["inference"].setText(f"inference {self.last_latency_ms:.0f} ms")
@@ -440,7 +496,19 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         pending = self.storage.pending
-        if pending:
+        if pending and self.storage_down is not None:  # nothing will save them: never wait for ever
+            answer = QMessageBox.question(
+                self, "Decisions not saved",
+                f"{pending} decision(s) were NOT saved: storage stopped ({self.storage_down}).\n"
+                "Restart storage and save them (recommended), or quit and lose them?",
+                QMessageBox.StandardButton.Retry | QMessageBox.StandardButton.Discard,
+                QMessageBox.StandardButton.Retry,
+            )
+            if answer != QMessageBox.StandardButton.Discard:
+                self.restart_storage()
+                event.ignore()
+                return
+        elif pending:
             answer = QMessageBox.question(
                 self, "Decisions not saved yet",
                 f"{pending} decision(s) are still waiting to be saved.\n"

@@ -52,6 +52,7 @@ class RetrainDialog(QDialog):
         page = QWidget()
         layout = QVBoxLayout(page)
         self.phase_label = QLabel("Starting the retraining process…")
+        self.phase_label.setTextFormat(Qt.TextFormat.PlainText)  # failure messages may quote class names
         self.phase_label.setStyleSheet("font-size: 16px;")
         self.bar = QProgressBar()
         self.bar.setRange(0, 0)  # busy until the first progress event

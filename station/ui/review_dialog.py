@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence, QShortcut
+from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence
 from PySide6.QtWidgets import QDialog, QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from station.storage import DecisionRecord
 from station.ui.images import to_pixmap
+from station.ui.keys import bind_key
 from station.workers import HistoryEntry
 
 UNCERTAIN_BACKGROUND = QColor("#fde3c8")
@@ -53,6 +56,8 @@ class ReviewDialog(QDialog):
             "· arrows move · F5 reload")
         self.help.setWordWrap(True)
         self.status = QLabel()
+        for label in (self.help, self.status):  # they show class names: never as rich text
+            label.setTextFormat(Qt.TextFormat.PlainText)
         self.grid = QListWidget()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
@@ -66,10 +71,8 @@ class ReviewDialog(QDialog):
         layout.addWidget(self.grid, 1)
         layout.addWidget(self.status)
 
-        def bind(sequence: QKeySequence, slot: object) -> None:
-            shortcut = QShortcut(sequence, self)
-            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-            shortcut.activated.connect(slot)
+        def bind(sequence: QKeySequence, slot: Callable[[], object]) -> None:
+            bind_key(self, sequence, slot)
 
         for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
             bind(QKeySequence(key), self.confirm_selected)

@@ -24,6 +24,7 @@ def dialogs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return QMessageBox.StandardButton.Cancel
 
     monkeypatch.setattr(QMessageBox, "critical", critical)
+    monkeypatch.setattr(app, "can_show_dialogs", lambda: True)  # as on a screen (offscreen prints instead)
     return shown
 
 

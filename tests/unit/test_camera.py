@@ -307,20 +307,35 @@ def image_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_folder_order_looping_and_skips(image_folder: Path) -> None:
+def test_folder_order_skips_and_end(image_folder: Path) -> None:
     source = FolderSource(image_folder, interval=0)
     source.open()
     names = []
-    for _ in range(4):
+    for _ in range(3):
         frame = source.read()
         assert frame is not None
         assert frame.image.shape == (8, 8, 3)
         names.append(frame.name)
         assert source.read() is None, "no new frame until advance()"
-        source.advance()
-    assert names == ["a.jpg", "b.png", "c.bmp", "a.jpg"]
+        assert source.advance() is True
+    assert names == ["a.jpg", "b.png", "c.bmp"]
+    assert source.read() is None and source.ended  # interval 0: each image once, never back to a.jpg
+    assert source.advance() is False
     assert sorted(p.name for p in source.skipped) == ["bb_corrupt.png", "notes.txt"]
     source.close()
+
+
+def test_folder_slideshow_loops(image_folder: Path) -> None:
+    source = FolderSource(image_folder, interval=60)
+    source.open()
+    names = []
+    for _ in range(4):
+        frame = source.read()
+        assert frame is not None
+        names.append(frame.name)
+        source.advance()
+    assert names == ["a.jpg", "b.png", "c.bmp", "a.jpg"]
+    assert not source.ended
 
 
 def test_folder_frames_are_new_per_step(image_folder: Path) -> None:

@@ -76,12 +76,10 @@ def source(tmp_path: Path) -> Source:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    """Only labels.json: the import reads a bundle's classes, never its model."""
-    folder = tmp_path / "bundle-v1"
-    folder.mkdir()
-    (folder / "labels.json").write_text(json.dumps(CLASSES))
-    return folder
+def bundle(tmp_path: Path, six_class_bundle: Path) -> Path:
+    """A real bundle on the station's classes: the import loads it before making it the active version."""
+    return Path(shutil.copytree(six_class_bundle, tmp_path / "bundle-v1"))
+
 
 
 # ------------------------------------------------------------------------------------------------ import_folder
@@ -237,8 +235,8 @@ def test_cli_import_errors_exit_2_with_a_message(
     assert (code, out) == (2, "") and err.strip() == f"error: folder to import not found: {nowhere}"
     assert not data_dir.exists()  # checked before the data folder is opened (or created)
 
-    no_labels = tmp_path / "no-labels"
-    no_labels.mkdir()
+    no_labels = Path(shutil.copytree(bundle, tmp_path / "no-labels"))
+    (no_labels / "labels.json").unlink()
     code, _, err = cli(["import", "--data-dir", str(data_dir), str(source.root), "--model", str(no_labels)], capsys)
     assert code == 2 and err.startswith("error: model bundle") and "labels.json" in err
     with Storage(data_dir) as s:

@@ -220,8 +220,8 @@ def test_embeddings_are_reused_only_from_the_parents_backbone(
 ) -> None:
     data_dir = tmp_path / "station"
     bundle = fake_bundle(tmp_path / "bundle-a")
-    fake_bundle(data_dir / "models" / "r1")
-    with Storage(data_dir) as storage:
+    with Storage(data_dir) as storage:  # models/ is written with the folder open, as retraining does
+        fake_bundle(data_dir / "models" / "r1")
         storage.add_version("bundle-a", bundle, "bundled", status="retired")
         storage.add_version("r1", data_dir / "models" / "r1", "fast", parent="bundle-a", status="active")
         storage.add_version("r2", data_dir / "models" / "r2", "full", parent="r1")  # a new backbone
@@ -307,10 +307,12 @@ def test_missing_default_bundle(station_dir: tuple[Path, Path], tmp_path: Path) 
 
 def test_clean_partials(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    for name in (".r3.partial-abc", ".r4.partial-x", "r2", ".r2.old"):
-        (models / name).mkdir(parents=True)
-    assert sorted(p.name for p in clean_partials(tmp_path)) == [".r3.partial-abc", ".r4.partial-x"]
-    assert sorted(p.name for p in models.iterdir()) == [".r2.old", "r2"]
+    with Storage(tmp_path) as storage:  # the station's own Storage stays open meanwhile
+        for name in (".r3.partial-abc", ".r4.partial-x", "r2", ".r2.old", "r5"):
+            (models / name).mkdir(parents=True)
+        storage.add_version("r5", models / "r5", "fast")
+        assert sorted(p.name for p in clean_partials(tmp_path)) == [".r3.partial-abc", ".r4.partial-x", "r2"]
+    assert sorted(p.name for p in models.iterdir()) == [".r2.old", "r5"]  # r2 had no version row
     assert clean_partials(tmp_path / "no-such-folder") == []
 
 
@@ -398,6 +400,10 @@ def test_cli_errors_exit_2(
     data_dir, bundle = station_dir
     assert entry(["retrain", "--data-dir", str(data_dir), "--model", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"error: model bundle not found: {tmp_path / 'nowhere'} (version nowhere)"
+    assert entry(["retrain", "--data-dir", str(tmp_path / "typo"), "--model", str(bundle)]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: no station database") and out == "" and not (tmp_path / "typo").exists()
+    Storage(tmp_path / "empty").close()
     assert entry(["retrain", "--data-dir", str(tmp_path / "empty"), "--model", str(bundle)]) == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: no decisions stored yet in") and out == ""

@@ -326,7 +326,7 @@ def test_unwritable_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_corrupt_database_named(data_dir: Path) -> None:
     data_dir.mkdir()
     (data_dir / "station.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StorageError, match="cannot open database") as err:
+    with pytest.raises(StorageError, match="is corrupt \\(file is not a database\\)") as err:
         Storage(data_dir)
     assert str(data_dir / "station.db") in str(err.value)
 

@@ -1,0 +1,89 @@
+"""The storage thread: a failure is visible at once, no key press is taken as saved meanwhile, and it recovers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from station.storage import DB_NAME, Storage
+from tests.faults.helpers import assert_data_folder_intact, corrupt_pages, fill, sha256_of, wait_for_undecided
+from tests.gui.test_main_window import WAIT_MS, press, rows, start_window, wait_for_prediction
+
+
+def test_corrupt_database_stops_storage_visibly_and_a_restart_recovers(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    fill(settings.data_dir, 30)
+    good = tmp_path / "good.db"
+    shutil.copy(settings.data_dir / DB_NAME, good)
+    corrupt_pages(settings.data_dir / DB_NAME)
+    damaged = sha256_of(settings.data_dir / DB_NAME)
+
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    qtbot.waitUntil(lambda: window.storage.isFinished(), timeout=WAIT_MS)
+    assert "NOT being saved" in window.video.notice_text() and "corrupt" in window.video.notice_text()
+    wait_for_prediction(qtbot, window)
+    window.storage_dialog.button(QMessageBox.StandardButton.Close).click()  # the operator closes the dialog
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert "NOT saved" in window.video.flash_text()
+    qtbot.waitUntil(window.storage_dialog.isVisible)  # and is offered the restart again
+    assert window.storage.pending == 0 and not window.desk.shown_is_decided  # nothing taken as saved
+    assert sha256_of(settings.data_dir / DB_NAME) == damaged  # never written over
+
+    shutil.copy(good, settings.data_dir / DB_NAME)  # the operator restores the backup
+    with _restarted(qtbot, window):
+        window.storage_dialog.button(QMessageBox.StandardButton.Retry).click()
+    assert window.video.notice_text() == ""
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    press(qtbot, window, Qt.Key.Key_Space)
+    assert len(rows(settings.data_dir)) == 31
+    assert_data_folder_intact(settings.data_dir)
+
+
+class _restarted:  # noqa: N801 (a context manager used like a function)
+    """Wait for the history of a storage worker that the block starts (the window's worker is replaced)."""
+
+    def __init__(self, qtbot, window) -> None:
+        self.qtbot, self.window = qtbot, window
+
+    def __enter__(self) -> None:
+        self.old = self.window.storage
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.window.storage is not self.old
+        self.qtbot.waitUntil(lambda: self.window.history.ids() != [], timeout=WAIT_MS)
+
+
+def test_an_unexpected_error_in_a_job_does_not_end_the_thread(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, monkeypatch
+) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    real = Storage.recent
+    calls = {"n": 0}
+
+    def recent_fails_once(self, limit=20):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("history read exploded")
+        return real(self, limit)
+
+    monkeypatch.setattr(Storage, "recent", recent_fails_once)
+    messages: list[str] = []
+    window.storage.storage_failed.connect(messages.append)
+    with qtbot.waitSignals([window.storage.decision_saved, window.storage.storage_failed], timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert any("history read exploded" in m for m in messages)
+    assert len(rows(settings.data_dir)) == 1
+    wait_for_undecided(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_Space)
+    assert window.storage.isRunning()
+    assert len(rows(settings.data_dir)) == 2  # the first save was done once, not retried into a duplicate
