@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from station import app
 from station.retraining import RetrainJob
 from station.storage import Storage
 from tests.child_targets import crashing_child, declined_child, slow_child
-from tests.gui.test_main_window import WAIT_MS, start_window, wait_for_prediction
+from tests.gui.test_main_window import WAIT_MS, wait_for_prediction
 
 
 def auto_window(qtbot, windows, make_settings, classifier, every: int, target):
+    """The real window with retraining on, its child process played by ``target``."""
     settings = make_settings(auto_retrain_every=every)
-    window = start_window(qtbot, windows, settings, classifier)
-    window.retrain_job = lambda mode: RetrainJob(settings.data_dir, classifier.bundle.path, mode=mode)
-    window.learning.every = every  # assemble_window read the setting before the job was set
+    factory, demo_reason = app.choose_source(settings)
+    window = app.assemble_window(settings, classifier, factory, demo_reason, retrain_job=lambda mode: RetrainJob(
+        settings.data_dir, classifier.bundle.path, mode=mode))
     window.retrain_target = target
+    windows.append(window)
+    qtbot.addWidget(window)
+    window.show()
+    app.start_workers(window)
     return window, settings
 
 
 def decide(qtbot, window) -> None:
-    wait_for_prediction(qtbot, window)
+    """Confirm the next prediction (a frame takes one decision: wait for one not decided yet)."""
+    wait_for_prediction(qtbot, window, after=getattr(window, "decided_in_test", None))
+    window.decided_in_test = window.desk.shown
     with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
         window.confirm()
 
@@ -39,15 +47,12 @@ def test_every_n_decisions_a_background_retraining_runs_and_its_outcome_is_shown
     assert worker is not None
     assert not window.retrain_dialog.isVisible()  # in the background: no dialog in the operator's way
     assert learning_text(window).startswith("learning…")
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
-    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)  # a quick child: no signal to catch
     assert learning_text(window) == "learned: r1 kept as a candidate (site-worse, site 60% → 30% of 20)"
     assert window.inference.classifier.version == "tiny-v1"  # declined: the running model stays
     window.retrain_action.trigger()  # the Retrain button stays, with its dialog
     assert window.retrain_worker is not None and window.retrain_dialog.isVisible()
-    with qtbot.waitSignal(window.retrain_worker.finished, timeout=WAIT_MS):
-        pass
+    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)
 
 
 def test_two_triggers_never_run_two_retrainings(
@@ -76,10 +81,9 @@ def test_a_failed_background_retraining_leaves_model_and_database_as_they_were(
     with Storage(settings.data_dir) as storage:
         before = [(v.version, v.status) for v in storage.versions()]
     decide(qtbot, window)
-    worker = window.retrain_worker
-    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
-        pass
+    assert window.retrain_worker is not None
     qtbot.waitUntil(lambda: learning_text(window).startswith("learning failed"), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)
     assert window.inference.classifier.version == "tiny-v1"
     with Storage(settings.data_dir) as storage:
         assert [(v.version, v.status) for v in storage.versions()] == before
