@@ -13,7 +13,7 @@ from station.camera import CameraError, FolderSource, FrameSource, LatestFrameSl
 from station.settings import DEMO_DIR, Settings, SettingsError, bundled_model_dir, load_settings
 
 if TYPE_CHECKING:  # Qt and TensorFlow load only once the arguments are known to be good
-    from station.inference import Classifier
+    from station.inference import Classifier, InferenceOptions
     from station.retraining import RetrainJob
     from station.storage import Storage
     from station.ui.main_window import MainWindow
@@ -93,7 +93,7 @@ def build_window(settings: Settings, model_dir: Path, fail: Callable[[str, str],
     if storage is None:
         return None
     try:
-        classifier = load_active_model(storage, model_dir, fail)
+        classifier = load_active_model(storage, model_dir, fail, inference_options(settings))
     finally:
         storage.close()
     if classifier is None:
@@ -127,7 +127,17 @@ def open_storage(settings: Settings) -> Storage | None:
                 return None
 
 
-def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, str], int]) -> Classifier | None:
+def inference_options(settings: Settings) -> InferenceOptions:
+    """The configured backend; converted backbones are cached in the data folder."""
+    from station.inference import InferenceOptions
+    from station.retraining import CACHE_DIR
+
+    return InferenceOptions(settings.inference_backend, cache_dir=settings.data_dir / CACHE_DIR)
+
+
+def load_active_model(
+    storage: Storage, model_dir: Path, fail: Callable[[str, str], int], options: InferenceOptions | None = None
+) -> Classifier | None:
     """The data folder's active model version; the configured bundle when none is active (or it is broken)."""
     from PySide6.QtWidgets import QMessageBox
 
@@ -139,7 +149,7 @@ def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, st
     active = storage.active_version()
     if active is not None:
         try:
-            return Classifier.load(storage.version_path(active), active.version)
+            return Classifier.load(storage.version_path(active), active.version, options)
         except TrainingError as exc:
             log.error("active model version %s unusable: %s", active.version, exc)
             QMessageBox.warning(None, "Model version problem",
@@ -147,7 +157,7 @@ def load_active_model(storage: Storage, model_dir: Path, fail: Callable[[str, st
                                 f"Starting with {model_dir} instead; it becomes the active version "
                                 "(Model versions… rolls back once the other one is repaired).")
     try:
-        classifier = Classifier.load(model_dir)
+        classifier = Classifier.load(model_dir, options=options)
     except TrainingError as exc:
         fail("Model problem", f"The model at {model_dir} cannot be used:\n{exc}")
         return None

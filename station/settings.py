@@ -26,6 +26,7 @@ DEFAULTS_FILE = RESOURCES_DIR / "station.toml"
 MODELS_DIR = RESOURCES_DIR / "models"
 DEMO_DIR = RESOURCES_DIR / "demo"
 CLI_ORIGIN = "command line"
+INFERENCE_BACKENDS = ("auto", "litert", "keras")  # what may run the backbone (station.inference)
 
 
 class SettingsError(Exception):
@@ -49,6 +50,7 @@ class Settings:
     station_name: str
     model: str  # model bundle folder; "" = the bundled default (resolved by the app)
     base_data: Path | None  # the running model's training images, for full retraining; None = where its bundle says
+    inference_backend: str = "auto"  # what runs the backbone: "auto" (LiteRT if it agrees), "litert", "keras"
 
 
 def bundled_model_dir() -> Path:
@@ -122,6 +124,15 @@ def _check_string(name: str, what: str, allow_empty: bool) -> Callable[[Any, boo
     return check
 
 
+def _check_choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, bool], str]:
+    def check(value: Any, from_cli: bool) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise _InvalidValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+    return check
+
+
 _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "source": _check_source,
     "interval": _check_interval,
@@ -131,6 +142,7 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "model": _check_string("model", "a model bundle folder ('' for the bundled model)", allow_empty=True),
     "base_data": _check_string(
         "base_data", "a dataset folder ('' for the one the model's bundle records)", allow_empty=True),
+    "inference_backend": _check_choice("inference_backend", INFERENCE_BACKENDS),
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings)}
 
