@@ -277,6 +277,11 @@ class Classifier:
         return self._backbone.name
 
     @property
+    def backbone(self) -> Backbone:
+        """The backbone in use right now (LiteRT or Keras)."""
+        return self._backbone
+
+    @property
     def keras_backbone(self) -> KerasBackbone:
         """The Keras reference (equivalence tests, benchmarks)."""
         return self._keras
