@@ -119,7 +119,7 @@ def test_a_converted_backbone_of_another_model_is_refused_and_export_lite_replac
 
     assert Classifier.load(folder).backend == "keras"
     assert "differs from Keras on the warm-up frame" in caplog.text
-    with pytest.raises(TrainingError, match="'litert' cannot be used: .*differs from Keras"):
+    with pytest.raises(TrainingError, match=r"'litert' cannot be used: .*differs from Keras"):
         Classifier.load(folder, options=InferenceOptions("litert"))
 
     code, out, err = run_cli(["export-lite", str(folder)])
@@ -136,7 +136,7 @@ def test_a_stale_or_broken_converted_backbone_is_not_used(
     shutil.copytree(run, stale)
     (stale / BACKBONE_INFO).write_text(json.dumps({"backbone_sha256": "0" * 64}))
     assert Classifier.load(stale).backend == "keras"
-    with pytest.raises(TrainingError, match="has no backbone.tflite"):
+    with pytest.raises(TrainingError, match=r"has no backbone\.tflite"):
         Classifier.load(stale, options=InferenceOptions("litert"))
 
     broken = tmp_path / "broken"
