@@ -145,8 +145,8 @@ def disagreement(lite: Backbone, reference: Backbone, head: Head, size: int) -> 
 
 
 class BackboneConversion:
-    """Converts a bundle's backbone into ``cache_dir`` in a spawned child process (TensorFlow's converter holds
-    the GIL for its whole run), watched by a thread that calls ``done(succeeded)`` when the child ends."""
+    """Converts a bundle's backbone into ``cache_dir`` in a spawned child process at lowered priority (a minute of
+    CPU that must not hold the station's GIL), watched by a thread that calls ``done(succeeded)`` when it ends."""
 
     def __init__(self, bundle_dir: Path, cache_dir: Path, done: Callable[[bool], None]) -> None:
         self.cache_dir = Path(cache_dir)
@@ -169,10 +169,6 @@ class BackboneConversion:
             log.warning("converting the backbone to LiteRT failed (exit code %s); inference stays on Keras",
                         process.exitcode)
         done(process.exitcode == 0)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once the conversion (and the switch that follows it) has ended."""
