@@ -13,6 +13,7 @@ import pytest
 from station.inference import Classifier, InferenceOptions
 from station.settings import DEMO_DIR
 from tests.conftest import MINI_DATASET, run_cli
+from tests.unit.test_retrain import site_photos
 from training import embeddings as embeddings_module
 from training.embeddings import embed
 from training.errors import TrainingError
@@ -26,6 +27,7 @@ from training.lite import (
 )
 from training.model import OUTPUT_LAYER, load_bundle
 from training.preprocess import IMAGE_EXTENSIONS, load_prepared
+from training.retrain import RetrainRequest, retrain
 
 TOLERANCE = 1e-4
 
@@ -179,6 +181,19 @@ def test_a_new_head_keeps_the_parent_backbone_file_without_conversion(
     other.mkdir()
     assert add_backbone_file(model, other, parent_dir=run, convert_new=False) is None
     assert list(other.iterdir()) == []
+
+
+def test_a_fast_retrain_swaps_in_with_the_parent_backbone_file_and_no_conversion(
+    trained_run: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    data, run, _ = trained_run
+    request = RetrainRequest(run, site_photos(tmp_path / "site", 5), tmp_path / "r2", tmp_path / "cache",
+                             base_data_dir=data)
+    candidate = retrain(request).candidate
+    assert (candidate / BACKBONE_FILE).read_bytes() == (run / BACKBONE_FILE).read_bytes()
+    classifier = Classifier.load(candidate, options=InferenceOptions("auto", cache_dir=tmp_path / "cache"))
+    assert classifier.backend == "litert" and classifier.wait_for_conversion(timeout=0)
+    assert_equivalent(classifier, image_files()[:12])
 
 
 def test_litert_by_name_needs_a_converted_backbone_or_a_cache(
