@@ -35,6 +35,7 @@ def test_shipped_defaults(no_user_file: Path) -> None:
         station_name="station-1",
         model="",
         base_data=None,
+        inference_backend="auto",
     )
 
 
@@ -122,6 +123,8 @@ def test_home_paths_shown_with_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ('station_name = "  "', "station_name must be a non-empty name, got '  '"),
         ("data_dir = 3", "data_dir must be a folder path ('' for the default data folder), got 3"),
         ('source = ""', "source must be a camera index, video file, URL or image folder, got ''"),
+        ('inference_backend = "tpu"', "inference_backend must be one of 'auto', 'litert', 'keras', got 'tpu'"),
+        ("inference_backend = 1", "inference_backend must be one of 'auto', 'litert', 'keras', got 1"),
     ],
 )
 def test_bad_value_names_file_and_key(tmp_path: Path, line: str, expected: str) -> None:
@@ -129,6 +132,12 @@ def test_bad_value_names_file_and_key(tmp_path: Path, line: str, expected: str) 
     with pytest.raises(SettingsError) as err:
         load_settings(user_file=user)
     assert str(err.value) == f"{user}: {expected}"
+
+
+def test_inference_backend_is_read_case_insensitively(tmp_path: Path) -> None:
+    user = write(tmp_path / "station.toml", 'inference_backend = " Keras "\n')
+    assert load_settings(user_file=user).inference_backend == "keras"
+    assert load_settings({"inference_backend": "litert"}, user_file=user).inference_backend == "litert"
 
 
 def test_source_may_be_a_toml_integer(tmp_path: Path) -> None:
@@ -174,7 +183,8 @@ def test_defaults_file_missing_or_incomplete(tmp_path: Path, no_user_file: Path)
         load_settings(user_file=no_user_file, defaults_file=missing)
     partial = write(
         tmp_path / "defaults.toml",
-        'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\nbase_data = ""\n',
+        'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\nbase_data = ""\n'
+            'inference_backend = "auto"\n',
     )
     with pytest.raises(SettingsError) as err:
         load_settings(user_file=no_user_file, defaults_file=partial)
