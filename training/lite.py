@@ -1,9 +1,9 @@
 """The backbone (raw RGB pixels -> pooled embedding) as a LiteRT model: convert, store, find, run.
 
-On a CPU the LiteRT interpreter (XNNPACK) runs the same float32 graph several times faster than a
-compiled Keras call. Only the backbone is converted: the softmax head stays a numpy product with the
-bundle's Dense weights (``training.head.Head``), so a fast retrain, which changes only the head, needs
-no conversion at all.
+On a CPU the LiteRT interpreter (XNNPACK) runs the same float32 graph on one frame 2-3x faster than a
+compiled Keras call (``bench/inference.py``). Only the backbone is converted: the softmax head stays a
+numpy product with the bundle's Dense weights (``training.head.Head``), so a fast retrain, which changes
+only the head, needs no conversion at all.
 
 A converted backbone is identified by the sha256 of the backbone's weights (``backbone_sha256``), not of
 ``model.keras``: a fast-retrained bundle differs from its parent only in the head and reuses its file.
