@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, run_retrain
-from station.settings import Settings, SettingsError, load_settings, model_folder
+from station.settings import INFERENCE_BACKENDS, Settings, SettingsError, load_settings, model_folder
 from station.storage import DB_NAME, Storage, StorageError
 from station.terminal import ProgressBars, retrain_summary
 from training.errors import TrainingError
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--auto-retrain-every", dest="auto_retrain_every", type=int,
                         help="retrain in the background after this many new decisions, 0 = only on request "
                         f"(default: {default('auto_retrain_every')})")
+    window.add_argument("--inference-backend", dest="inference_backend", choices=INFERENCE_BACKENDS,
+                        help="what runs the backbone: auto (LiteRT when it loads and agrees with Keras), litert, "
+                        f"keras (default: {default('inference_backend')})")
     window.add_argument("--max-base-drop", dest="max_base_drop", type=float,
                         help="the promotion gate's allowed fall of base test accuracy below the shipped model's "
                         f"(default: {default('max_base_drop')})")

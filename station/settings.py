@@ -26,6 +26,7 @@ DEFAULTS_FILE = RESOURCES_DIR / "station.toml"
 MODELS_DIR = RESOURCES_DIR / "models"
 DEMO_DIR = RESOURCES_DIR / "demo"
 CLI_ORIGIN = "command line"
+INFERENCE_BACKENDS = ("auto", "litert", "keras")  # what may run the backbone (station.inference)
 
 
 class SettingsError(Exception):
@@ -51,6 +52,7 @@ class Settings:
     base_data: Path | None  # the running model's training images, for full retraining; None = where its bundle says
     auto_retrain_every: int  # learn in the background after this many new decisions; 0 = only on request
     max_base_drop: float  # the promotion gate's allowed fall of base test accuracy, 0..1
+    inference_backend: str = "auto"  # what runs the backbone: "auto" (LiteRT if it agrees), "litert", "keras"
 
 
 def bundled_model_dir() -> Path:
@@ -143,6 +145,15 @@ def _check_string(name: str, what: str, allow_empty: bool) -> Callable[[Any, boo
     return check
 
 
+def _check_choice(name: str, choices: tuple[str, ...]) -> Callable[[Any, bool], str]:
+    def check(value: Any, from_cli: bool) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise _InvalidValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+    return check
+
+
 _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "source": _check_source,
     "interval": _check_interval,
@@ -154,6 +165,7 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
         "base_data", "a dataset folder ('' for the one the model's bundle records)", allow_empty=True),
     "auto_retrain_every": _check_count,
     "max_base_drop": _check_base_drop,
+    "inference_backend": _check_choice("inference_backend", INFERENCE_BACKENDS),
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings)}
 

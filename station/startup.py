@@ -17,7 +17,7 @@ from station.settings import DEMO_DIR, Settings
 
 if TYPE_CHECKING:  # both import TensorFlow / OpenCV: only when the steps run
     from station.camera import FrameSource
-    from station.inference import Classifier
+    from station.inference import Classifier, InferenceOptions
     from station.storage import Storage
 
 log = logging.getLogger("station")
@@ -49,7 +49,7 @@ def start_station(settings: Settings, model_dir: Path, report: Report) -> Starte
     report("Starting TensorFlow (it takes several seconds)…")
     import_tensorflow()
     with Storage(settings.data_dir, settings.station_name) as storage:
-        classifier, warning = load_active_model(storage, model_dir, report)
+        classifier, warning = load_active_model(storage, model_dir, report, inference_options(settings))
     report(f"Opening {describe_source(settings.source)}…")
     factory, demo_reason = choose_source(settings)
     if demo_reason:
@@ -58,7 +58,17 @@ def start_station(settings: Settings, model_dir: Path, report: Report) -> Starte
     return Started(classifier, factory, demo_reason, [warning] if warning else [])
 
 
-def load_active_model(storage: Storage, model_dir: Path, report: Report = log.info) -> tuple[Classifier, str | None]:
+def inference_options(settings: Settings) -> InferenceOptions:
+    """The configured backend; converted backbones are cached in the data folder."""
+    from station.inference import InferenceOptions
+    from station.retraining import CACHE_DIR
+
+    return InferenceOptions(settings.inference_backend, cache_dir=settings.data_dir / CACHE_DIR)
+
+
+def load_active_model(
+    storage: Storage, model_dir: Path, report: Report = log.info, options: InferenceOptions | None = None
+) -> tuple[Classifier, str | None]:
     """The data folder's active model version; the configured bundle when none is active (or it is broken).
 
     Returns the classifier and, when the active version could not be used, a warning for the operator.
@@ -74,7 +84,7 @@ def load_active_model(storage: Storage, model_dir: Path, report: Report = log.in
     if active is not None:
         report(f"Loading model {active.version}…")
         try:
-            return Classifier.load(storage.version_path(active), active.version), None
+            return Classifier.load(storage.version_path(active), active.version, options), None
         except TrainingError as exc:
             log.error("active model version %s unusable: %s", active.version, exc)
             warning = (f"Model version {active.version} cannot be used:\n{exc}\n\n"
@@ -82,7 +92,7 @@ def load_active_model(storage: Storage, model_dir: Path, report: Report = log.in
                        "(Model versions… rolls back once the other one is repaired).")
     report(f"Loading model {model_dir.name}…")
     try:
-        classifier = Classifier.load(model_dir)
+        classifier = Classifier.load(model_dir, options=options)
     except TrainingError as exc:
         raise TrainingError(f"The model at {model_dir} cannot be used:\n{exc}") from exc
     try:  # the database says which model runs: the first time, or after an update replaced the bundled model

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from PySide6.QtCore import QThread, Signal
 
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
-from station.inference import Classifier
+from station.inference import Classifier, InferenceOptions
 from station.statistics import StatsFilter, compute_statistics
 from station.storage import (
     DecisionRecord,
@@ -119,18 +119,22 @@ class InferenceWorker(Worker):
         with self._lock:
             old, self._classifier = self._classifier, classifier
             last = self._last_frame
+        old.close()  # its background conversion, if any, is of no use any more
         if last is not None:
             self.slot.offer(last)
         return old
 
     def work(self) -> None:
-        while not self.stopping():
-            frame = self.slot.take(timeout=0.1)
-            if frame is None:
-                continue
-            with self._lock:
-                self._last_frame = frame
-            self.prediction_ready.emit(self.classifier.classify(frame))
+        try:
+            while not self.stopping():
+                frame = self.slot.take(timeout=0.1)
+                if frame is None:
+                    continue
+                with self._lock:
+                    self._last_frame = frame
+                self.prediction_ready.emit(self.classifier.classify(frame))
+        finally:
+            self.classifier.close()  # a background conversion ends with the station
 
 @dataclass(frozen=True, eq=False)
 class HistoryEntry:
@@ -446,9 +450,11 @@ class ModelLoadWorker(Worker):
 
     model_loaded = Signal(object, object)  # Classifier, request tag (what to do once loaded)
 
-    def __init__(self, bundle_dir: Path, version: str, tag: Any = None) -> None:
+    def __init__(
+        self, bundle_dir: Path, version: str, tag: Any = None, options: InferenceOptions | None = None
+    ) -> None:
         super().__init__()
-        self.bundle_dir, self.version, self.tag = bundle_dir, version, tag
+        self.bundle_dir, self.version, self.tag, self.options = bundle_dir, version, tag, options
 
     def work(self) -> None:
-        self.model_loaded.emit(Classifier.load(self.bundle_dir, self.version), self.tag)
+        self.model_loaded.emit(Classifier.load(self.bundle_dir, self.version, self.options), self.tag)

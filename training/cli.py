@@ -1,4 +1,4 @@
-"""``python -m training {explore,train,evaluate,predict}``: the pipeline from the shell."""
+"""``python -m training {explore,train,evaluate,predict,embed,export-lite,...}``: the pipeline from the shell."""
 
 from __future__ import annotations
 
@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         "`train` does this itself; use it for a bundle trained before, or after replacing model.keras.")
     embed.add_argument("bundle", help=bundle_help)
     embed.add_argument("data_dir", help="the dataset the bundle was trained on (its split.json names the files)")
+
+    lite = add_command(
+        commands, "export-lite",
+        help="convert the bundle's backbone to LiteRT (BUNDLE/backbone.tflite) for fast inference",
+        description="Writes BUNDLE/backbone.tflite (the backbone, pixels -> embedding, for the LiteRT interpreter) "
+        "and BUNDLE/backbone.json (which backbone it was made from). `train` and retraining do this themselves; "
+        "use it for a bundle made before.")
+    lite.add_argument("bundle", help=bundle_help)
 
     predict = add_command(commands, "predict", help="label image files, one JSON line each")
     predict.add_argument("bundle", help=bundle_help)
@@ -188,6 +196,15 @@ def run_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export_lite(args: argparse.Namespace) -> int:
+    from training.lite import write_backbone
+    from training.model import load_bundle
+
+    path = write_backbone(load_bundle(args.bundle).model, Path(args.bundle))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from training.model import load_bundle
     from training.predict import predict_files
@@ -232,4 +249,5 @@ COMMANDS = {
     "evaluate": run_evaluate,
     "predict": run_predict,
     "embed": run_embed,
+    "export-lite": run_export_lite,
 }

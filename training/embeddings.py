@@ -18,8 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.data import load_arrays, load_split
+from training.errors import TrainingError
 from training.evaluate import label_indices
 from training.files import atomic_file
+from training.lite import LiteBackbone, find_backbone
 from training.model import Bundle
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,17 @@ Embeddings = dict[str, NDArray[Any]]  # "train_x", "train_y", "test_x", "test_y"
 
 
 def embed(bundle: Bundle, images: NDArray[np.uint8], batch_size: int = 32) -> NDArray[np.float32]:
+    """Backbone embeddings of prepared images: in LiteRT when the bundle has its converted backbone
+    (``backbone.tflite``: the engine of the station's per-decision embeddings, with no graph set-up per call;
+    on batches of 32 it measured as fast as Keras ``predict``, not faster), else with Keras."""
+    path = find_backbone(bundle.model, bundle.path)
+    if path is not None and len(images):
+        try:
+            lite = LiteBackbone(path)
+        except TrainingError as exc:
+            log.warning("embedding with Keras: %s", exc)
+        else:
+            return np.concatenate([lite.embed(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     embeddings, _ = bundle.feature_model().predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
     return embeddings.astype(np.float32)
 

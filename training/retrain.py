@@ -44,6 +44,7 @@ from training.evaluate import compute_metrics, label_indices
 from training.files import make_work_folder, replace_folder, write_json
 from training.gate import DEFAULT_MAX_BASE_DROP, PairedOutcome, decide
 from training.head import Head, Standardizer, fit_head, sample_weights, site_share
+from training.lite import add_backbone_file
 from training.model import (
     Bundle,
     build_model,
@@ -394,6 +395,7 @@ def write_candidate(parent: Bundle, model: keras.Model, request: RetrainRequest,
     work = make_work_folder(request.out)
     try:
         save_bundle_files(model, parent.labels, work)
+        add_backbone_file(model, work, parent.path, convert_new=request.mode == "full")  # fast: the parent's
         write_json(work / "metrics.json", metrics)
         write_json(work / "config.json", {**parent.config, "parent": str(parent.path), "mode": request.mode})
         if (parent.path / "split.json").is_file():

@@ -34,6 +34,7 @@ from training.data import (
 from training.embeddings import write_base_embeddings
 from training.evaluate import evaluate_bundle, plot_curves
 from training.files import make_work_folder, replace_folder, write_json
+from training.lite import BACKBONE_FILE, add_backbone_file
 from training.model import (
     build_model,
     export_model,
@@ -134,6 +135,8 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         bundle = load_bundle(work)
         metrics = evaluate_bundle(bundle, dataset.root, "test", work)
         write_json(work / "metrics.json", metrics)
+        print(f"converting the backbone to LiteRT ({BACKBONE_FILE}) for fast inference")
+        add_backbone_file(bundle.model, work)
         if config.base_embeddings:
             print("embedding the train and test splits for fast retraining")
             write_base_embeddings(bundle, dataset.root)

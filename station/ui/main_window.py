@@ -407,7 +407,7 @@ class MainWindow(QMainWindow):
 
     def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
         """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure."""
-        loader = ModelLoadWorker(bundle_dir, version, tag=activate)
+        loader = ModelLoadWorker(bundle_dir, version, tag=activate, options=self.inference.classifier.options)
         loader.model_loaded.connect(self._on_model_loaded)
         loader.errored.connect(lambda message: self._on_model_load_failed(version, message))
         loader.finished.connect(lambda: self._on_loader_finished(loader))
@@ -487,7 +487,7 @@ class MainWindow(QMainWindow):
         labels["camera"].setToolTip(tooltip(detail))
         labels["capture"].setVisible(not self.feed_note)
         labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
-        labels["inference"].setText(f"inference {self.last_latency_ms:.0f} ms")
+        labels["inference"].setText(f"inference {self.last_latency_ms:.0f} ms ({self.inference.classifier.backend})")
         labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")
         labels["model"].setText(f"model {self.inference.classifier.version}")
         labels["today"].setText(f"today {self.decisions_today} ({date.today():%d %b})")

@@ -12,6 +12,7 @@ from PIL import Image
 from tests.conftest import CLASSES
 from training.embeddings import BASE_EMBEDDINGS
 from training.errors import TrainingError
+from training.lite import backbone_sha256, bundle_backbone_sha256
 from training.model import load_bundle
 from training.retrain import RetrainCancelled, RetrainRequest, SiteSample, folds_of, replay_sample, retrain
 
@@ -115,6 +116,8 @@ def test_full_retrain_fine_tunes_the_backbone_top_and_scores_on_images(
                                                        strict=True)]
     assert any(changed) and not all(changed)  # the top moved, the frozen bottom did not
     assert json.loads((result.candidate / "config.json").read_text())["mode"] == "full"
+    # Its new backbone is converted once, here in the retraining process, for the station's LiteRT backend.
+    assert bundle_backbone_sha256(result.candidate) == backbone_sha256(candidate.model) != backbone_sha256(parent.model)
 
 
 def test_base_data_recorded_relative_to_the_bundle_is_found(

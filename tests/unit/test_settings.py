@@ -37,6 +37,7 @@ def test_shipped_defaults(no_user_file: Path) -> None:
         base_data=None,
         auto_retrain_every=50,
         max_base_drop=0.05,
+        inference_backend="auto",
     )
 
 
@@ -127,6 +128,8 @@ def test_home_paths_shown_with_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ("auto_retrain_every = 2.5", "auto_retrain_every must be a whole number of decisions >= 0, got 2.5"),
         ("auto_retrain_every = -1", "auto_retrain_every must be a whole number of decisions >= 0, got -1"),
         ("max_base_drop = 2", "max_base_drop must be a number between 0 and 1, got 2"),
+        ('inference_backend = "tpu"', "inference_backend must be one of 'auto', 'litert', 'keras', got 'tpu'"),
+        ("inference_backend = 1", "inference_backend must be one of 'auto', 'litert', 'keras', got 1"),
     ],
 )
 def test_bad_value_names_file_and_key(tmp_path: Path, line: str, expected: str) -> None:
@@ -134,6 +137,12 @@ def test_bad_value_names_file_and_key(tmp_path: Path, line: str, expected: str) 
     with pytest.raises(SettingsError) as err:
         load_settings(user_file=user)
     assert str(err.value) == f"{user}: {expected}"
+
+
+def test_inference_backend_is_read_case_insensitively(tmp_path: Path) -> None:
+    user = write(tmp_path / "station.toml", 'inference_backend = " Keras "\n')
+    assert load_settings(user_file=user).inference_backend == "keras"
+    assert load_settings({"inference_backend": "litert"}, user_file=user).inference_backend == "litert"
 
 
 def test_source_may_be_a_toml_integer(tmp_path: Path) -> None:
@@ -180,7 +189,7 @@ def test_defaults_file_missing_or_incomplete(tmp_path: Path, no_user_file: Path)
     partial = write(
         tmp_path / "defaults.toml",
         'source = "0"\ninterval = 1\nthreshold = 0.5\ndata_dir = ""\nmodel = ""\nbase_data = ""\n'
-        "auto_retrain_every = 50\nmax_base_drop = 0.05\n",
+        "auto_retrain_every = 50\nmax_base_drop = 0.05\ninference_backend = \"auto\"\n",
     )
     with pytest.raises(SettingsError) as err:
         load_settings(user_file=no_user_file, defaults_file=partial)
