@@ -14,11 +14,11 @@ from training.preprocess import load_rgb
 RETRAIN_MS = 180_000
 
 
-def store_wrong_decisions(data_dir: Path, photos: Path) -> None:
-    """Site photos labelled by the operator, after a model that always said 'trash'."""
+def store_wrong_decisions(data_dir: Path, photos: Path, model_version: str) -> None:
+    """Site photos labelled by the operator, after the running model said 'trash' for every one."""
     with Storage(data_dir, "test-station") as storage:
         for sample in site_photos(photos, 10):
-            storage.save(NewDecision(load_rgb(sample.image), "trash", 0.9, {}, sample.label, "old"))
+            storage.save(NewDecision(load_rgb(sample.image), "trash", 0.9, {}, sample.label, model_version))
 
 
 def test_retrain_button_progress_result_and_hot_swap(
@@ -26,7 +26,7 @@ def test_retrain_button_progress_result_and_hot_swap(
 ) -> None:
     data, run, _ = trained_run
     settings = make_settings(model=str(run))
-    store_wrong_decisions(settings.data_dir, image_folder.parent / "site")
+    store_wrong_decisions(settings.data_dir, image_folder.parent / "site", run.name)
     job = RetrainJob(settings.data_dir, run, promote="always", base_data_dir=data)
     factory, _ = app.choose_source(settings)
     window = app.assemble_window(settings, Classifier.load(run), factory, None, retrain_job=lambda mode: job)
