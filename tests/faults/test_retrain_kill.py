@@ -18,7 +18,9 @@ from tests.faults.helpers import assert_data_folder_intact, decision
 TIMEOUT_S = 300
 
 
-@pytest.mark.parametrize("phase", ["site embeddings", "done"])  # before writing; after the candidate is complete
+# Every phase a fast retraining reports, in order: before TensorFlow, while embedding, while fitting, and
+# after the candidate is complete but before it is registered.
+@pytest.mark.parametrize("phase", ["preparing", "base embeddings", "site embeddings", "fit head", "done"])
 def test_killed_retraining_leaves_models_and_database_as_they_were(tmp_path: Path, phase: str) -> None:
     with Storage(tmp_path) as storage:
         saved = [storage.save(decision(i, CLASSES[i % len(CLASSES)])).id for i in range(18)]

@@ -87,3 +87,29 @@ def test_an_unexpected_error_in_a_job_does_not_end_the_thread(
     press(qtbot, window, Qt.Key.Key_Space)
     assert window.storage.isRunning()
     assert len(rows(settings.data_dir)) == 2  # the first save was done once, not retried into a duplicate
+
+
+def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_waiting(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, monkeypatch
+) -> None:
+    import numpy as np
+
+    from station.storage import NewDecision
+
+    settings = make_settings()
+    fill(settings.data_dir, 3)
+    corrupt_pages(settings.data_dir / DB_NAME)
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    qtbot.waitUntil(lambda: window.storage.isFinished(), timeout=WAIT_MS)
+    window.storage_dialog.button(QMessageBox.StandardButton.Close).click()
+    window.storage.save(NewDecision(np.zeros((8, 8, 3), np.uint8), "a", 0.9, {}, "a"))  # queued as it stopped
+    assert window.storage.pending == 1
+    asked: list[str] = []
+
+    def answer(parent, title, text, *rest):
+        asked.append(text)
+        return QMessageBox.StandardButton.Discard
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    assert window.close()  # at once: the operator chose to quit without them
+    assert len(asked) == 1 and "NOT saved" in asked[0] and "storage stopped" in asked[0]
