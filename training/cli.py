@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and BUNDLE/backbone.json (which backbone it was made from). `train` and retraining do this themselves; "
         "use it for a bundle made before.")
     lite.add_argument("bundle", help=bundle_help)
+    backbone = add_command(
+        commands, "export-backbone",
+        help="write the bundle's backbone as a no-top weights file, for `train --weights FILE`",
+        description="Writes the EfficientNetV2B2 backbone of BUNDLE (without its pooling and head) to OUT, a Keras "
+        ".weights.h5 file that `train --weights OUT` starts from, like ImageNet weights: a backbone pretrained on "
+        "a broad image set, then fine-tuned on TrashNet.")
+    backbone.add_argument("bundle", help=bundle_help)
+    backbone.add_argument("out", help="weights file to write (name ending in .weights.h5)")
 
     predict = add_command(commands, "predict", help="label image files, one JSON line each")
     predict.add_argument("bundle", help=bundle_help)
@@ -205,6 +213,27 @@ def run_export_lite(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export_backbone(args: argparse.Namespace) -> int:
+    import os
+
+    from training.model import backbone_of, load_bundle
+
+    out = Path(args.out)
+    if not out.name.endswith(".weights.h5"):
+        raise TrainingError(f"{out}: the file name must end in .weights.h5 (Keras's weights format)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    backbone = backbone_of(load_bundle(args.bundle).model)
+    work = out.with_name(f".{out.name.removesuffix('.weights.h5')}.partial.weights.h5")  # Keras wants the suffix
+    try:
+        backbone.save_weights(work)
+        os.replace(work, out)  # a reader never sees half a file
+    finally:
+        work.unlink(missing_ok=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(backbone.weights)} arrays); "
+          f"train from it with --weights {out}")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from training.model import load_bundle
     from training.predict import predict_files
@@ -250,4 +279,5 @@ COMMANDS = {
     "predict": run_predict,
     "embed": run_embed,
     "export-lite": run_export_lite,
+    "export-backbone": run_export_backbone,
 }

@@ -203,3 +203,27 @@ def test_tensorflow_start_up_notes_are_filtered_and_other_lines_kept(capfd: pyte
         os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...\n")
         os.write(2, b"a real problem\n")
     assert capfd.readouterr().err == "a real problem\n"
+
+
+def test_an_exported_backbone_starts_a_new_training_with_its_weights(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    """Pretrain, export the backbone, train on it: the new model's backbone starts as the exported one."""
+    import numpy as np
+
+    from training.model import backbone_of, build_backbone, load_bundle
+
+    weights = tmp_path / "pretrained" / "backbone.weights.h5"
+    code, out, err = run_cli(["export-backbone", str(tiny_bundle_path), str(weights)])
+    assert code == 0, err
+    assert f"--weights {weights}" in out
+    assert [p.name for p in weights.parent.iterdir()] == ["backbone.weights.h5"]  # no partial file left
+    exported = backbone_of(load_bundle(tiny_bundle_path).model).get_weights()
+    loaded = build_backbone(str(weights), 32).get_weights()
+    assert len(loaded) == len(exported)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, exported, strict=True))
+    assert not np.array_equal(build_backbone(None, 32).get_weights()[0], exported[0])  # a fresh one differs
+
+
+def test_export_backbone_wants_a_keras_weights_file_name(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli(["export-backbone", str(tiny_bundle_path), str(tmp_path / "backbone.h5")])
+    assert code == 2 and "must end in .weights.h5" in err
+    assert not list(tmp_path.iterdir())
