@@ -12,8 +12,9 @@ The bundle is copied once into --work (default bench/.work) and given its conver
     (a)-(c) alternate frame by frame so background load hits all alike, and the labels are compared;
 (d) a live run per backend: a CaptureLoop producer at 30 fps feeding a LatestFrameSlot, an inference thread
     classifying the newest frame, and the main thread making display copies as fast as it can;
-(e) the same while a full retrain's training loop runs in another process (same model set-up, input
-    pipeline, optimizer and batch size as ``training.retrain.retrain_full``, on synthetic images);
+(e) the same while a retrain runs in another process at the retraining child's priority and thread count:
+    a full retrain's training loop (same model set-up, input pipeline, optimizer and batch size as
+    ``training.retrain.retrain_full``, on synthetic images), then a fast retrain's head fitting;
 (f) embedding images for a cold fast retrain (``training.embeddings.embed``): Keras ``predict`` vs LiteRT,
     batches of 32, on the bundle's base train + test images when the dataset is found, else synthetic ones.
 Targets: LiteRT classify <= 8 ms median at 128 px with the same labels; >= 10 inference fps during a full
@@ -167,7 +168,11 @@ def compare_labels(classifiers: dict[str, Classifier], images: list[NDArray[np.u
 
 
 def full_retrain_load(bundle_dir: Path, running: Any, stop: Any) -> None:
-    """Another process doing what a full retrain does: fine-tune the top 30 % of the backbone, batch 32, augmented."""
+    """Another process doing what a full retrain does: fine-tune the top 30 % of the backbone, batch 32, augmented,
+    at the retraining child's priority and thread count."""
+    from station.retraining import yield_to_the_station
+
+    yield_to_the_station()
     import keras
 
     from training.model import build_model, unfreeze_top
@@ -194,17 +199,43 @@ def full_retrain_load(bundle_dir: Path, running: Any, stop: Any) -> None:
     model.fit(pipeline, epochs=100_000, verbose=0, callbacks=[UntilStopped()])
 
 
+def fast_retrain_load(bundle_dir: Path, running: Any, stop: Any) -> None:
+    """Another process doing what a fast retrain spends its time on: fitting the anchored head on the base
+    embeddings plus 180 site decisions, over and over, at the retraining child's priority and thread count."""
+    from station.retraining import yield_to_the_station
+
+    yield_to_the_station()
+    from training.embeddings import BASE_EMBEDDINGS, load_embeddings, model_sha256
+    from training.head import Head, Standardizer, fit_head, sample_weights
+
+    bundle = load_bundle(bundle_dir)
+    classes, rng = len(bundle.labels), np.random.default_rng(0)
+    base = load_embeddings(bundle_dir / BASE_EMBEDDINGS, model_sha256(bundle_dir))
+    width = Head.of(bundle.model).kernel.shape[0]
+    x = base["train_x"] if base else rng.normal(size=(1800, width)).astype(np.float32)
+    x = np.vstack([x, rng.normal(size=(180, width)).astype(np.float32) + x.mean(axis=0)])
+    y = rng.integers(0, classes, len(x))
+    is_site = np.r_[np.zeros(len(x) - 180, bool), np.ones(180, bool)]
+    weights = sample_weights(y, is_site, classes, 0.75)
+    while not stop.is_set():
+        running.set()
+        fit_head(x, y, weights, classes, 1.0, Standardizer.of(x), prior=Head.of(bundle.model), max_iter=50)
+
+
+RETRAIN_LOADS = {"fast": fast_retrain_load, "full": full_retrain_load}
+
+
 def live_runs_under_retrain(
     bundle_dir: Path, classifiers: dict[str, Classifier], images: list[NDArray[np.uint8]], fps: float,
-    seconds: float,
+    seconds: float, kind: str,
 ) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     running, stop = context.Event(), context.Event()
-    process = context.Process(target=full_retrain_load, args=(bundle_dir, running, stop), name="full-retrain-load")
+    process = context.Process(target=RETRAIN_LOADS[kind], args=(bundle_dir, running, stop), name=f"{kind}-retrain-load")
     process.start()
     try:
         if not running.wait(600):
-            raise RuntimeError("the full-retrain load did not start within 10 minutes")
+            raise RuntimeError(f"the {kind}-retrain load did not start within 10 minutes")
         result = {name: live_run(c, images, fps, seconds, infer=True) for name, c in classifiers.items()}
         result["retrain_still_running"] = process.is_alive()
         return result
@@ -349,15 +380,15 @@ def print_table(result: dict[str, Any]) -> None:
         ("inference_latency_ms", "inference latency ms (median)", "{:.1f}"),
         ("dropped", "dropped frames", "{:d}"),
     ]
-    for title, runs in [("(d) live run", result["live"]), ("(e) live run, full retrain running", result["loaded"])]:
-        if runs is None:
-            continue
+    loaded = result["loaded"] or {}
+    for title, runs in [("(d) live run", result["live"]),
+                        *((f"(e) live run, {kind} retrain running", runs) for kind, runs in loaded.items())]:
         base = result["live_baseline"]
         print(f"\n{title:34}{'no inference':>18}" + "".join(f"{n:>18}" for n in names))
         for key, label, fmt in rows:
             print(f"{label:34}{fmt.format(base[key]):>18}" + "".join(f"{fmt.format(runs[n][key]):>18}" for n in names))
-    if result["loaded"] is not None:
-        fps = max(result["loaded"][n]["inference_fps"] for n in names if n != "keras")
+    if "full" in loaded:
+        fps = max(loaded["full"][n]["inference_fps"] for n in names if n != "keras")
         print(f"LiteRT inference during a full retrain {fps:.1f} fps: target >= {TARGET_FPS_UNDER_RETRAIN} fps "
               f"{'MET' if fps >= TARGET_FPS_UNDER_RETRAIN else 'NOT MET'}")
     emb = result["embedding"]
@@ -416,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         "live_baseline": live_run(classifiers["keras"], images, args.capture_fps, args.baseline_seconds, infer=False),
         "live": {name: live_run(c, images, args.capture_fps, args.seconds, infer=True)
                  for name, c in classifiers.items()},
-        "loaded": live_runs_under_retrain(lite_dir, classifiers, images, args.capture_fps, args.seconds)
-        if args.retrain_run else None,
+        "loaded": {kind: live_runs_under_retrain(lite_dir, classifiers, images, args.capture_fps, args.seconds, kind)
+                   for kind in RETRAIN_LOADS} if args.retrain_run else None,
         "embedding": None,
     }
     if args.embed_run:

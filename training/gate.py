@@ -92,4 +92,5 @@ def decide(
         return GateResult(False, "site-worse", f"{site_text}, p={site.p_worse:.3f}: significantly worse)")
     if site.p_better < alpha:
         return GateResult(True, "site-better", f"{site_text}, p={site.p_better:.3f}: significantly better)")
-    return GateResult(True, "site-no-worse", f"{site_text}, p={site.p_worse:.2f}: not significantly worse)")
+    return GateResult(True, "site-no-worse", f"{site_text}: neither significantly better, p={site.p_better:.2f}, "
+                      f"nor worse, p={site.p_worse:.2f})")

@@ -9,7 +9,9 @@ the candidate's predictions coming from models that did not train on them (``tra
 
 fast: a new softmax head on backbone embeddings (the site's stored with each decision, the base
 data's shipped with the bundle or computed once and cached), fitted on standardised features,
-class-weighted, the site's share of the weight growing with its number of decisions. The backbone is
+class-weighted, the site's share of the weight growing with its number of decisions, and anchored to
+the running head (the L2 penalty pulls towards it, not towards zero), so a few corrections move it
+only as far as they are evidence for. The backbone is
 untouched, so both models are scored from embeddings; the candidate's site score is cross-validated.
 full: the top of the backbone fine-tuned on base + site images (augmented, class-weighted, site
 weighted as in fast mode, BatchNorm frozen), scored on images; a fifth of the judged decisions is
@@ -206,23 +208,26 @@ def retrain_fast(
     step("site embeddings", 1, total)
     site = site_embeddings(parent, request.samples)
     standardizer = Standardizer.of(base["train_x"])
+    running_head = Head.of(parent.model)
 
     def fit(keep: NDArray[np.bool_], share: float) -> Head:
         x = np.vstack([base["train_x"], site[keep]])
         y = np.concatenate([base["train_y"], y_site[keep]])
         is_site = np.r_[np.zeros(len(base["train_y"]), bool), np.ones(int(keep.sum()), bool)]
-        return fit_head(x, y, sample_weights(y, is_site, len(labels), share), len(labels), request.l2, standardizer)
+        weights = sample_weights(y, is_site, len(labels), share)
+        return fit_head(x, y, weights, len(labels), request.l2, standardizer, prior=running_head)
 
     step("fit head", 2, total)
     everything = np.ones(len(y_site), bool)
-    base_now = base_reference(
-        request, part_metrics(Head.of(parent.model), base["test_x"], base["test_y"], labels)["accuracy"])
+    test = (base["test_x"], base["test_y"])
+    running_base = part_metrics(running_head, *test, labels)
+    base_now = base_reference(request, running_base["accuracy"])
     share = request.site_share if request.site_share is not None else site_share(len(y_site), SITE_PSEUDO_COUNT)
     head = fit(everything, share)
     # The site as much as the gate's base limit allows: a head that would fail it is refitted with the
     # site's share stepped halfway down towards an even split (at most twice).
     for _ in range(2):
-        drop = base_now - part_metrics(head, base["test_x"], base["test_y"], labels)["accuracy"]
+        drop = base_now - part_metrics(head, *test, labels)["accuracy"]
         if request.site_share is not None or drop <= request.max_base_drop or share <= MIN_SITE_SHARE:
             break
         share = MIN_SITE_SHARE + (share - MIN_SITE_SHARE) / 2
@@ -239,10 +244,8 @@ def retrain_fast(
     running = label_indices([request.samples[i].running_label or "" for i in judged], labels)
     model = export_model(parent.model, parent.image_size, len(labels))
     head.install(model)
-    test = (base["test_x"], base["test_y"])
     return Fitted(
-        model, y_site[judged_idx], running, candidate,
-        part_metrics(Head.of(parent.model), *test, labels), part_metrics(head, *test, labels),
+        model, y_site[judged_idx], running, candidate, running_base, part_metrics(head, *test, labels),
         {"base_train": len(base["train_y"]), "site_train": len(y_site), "site_judged": len(judged)},
         site_share=share,
     )

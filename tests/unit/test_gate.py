@@ -40,6 +40,13 @@ def test_a_slightly_worse_candidate_on_a_few_items_is_not_blocked_by_noise() -> 
     assert rule(paired(10, 3, 1, 6)).rule == "site-no-worse"
 
 
+def test_no_difference_names_both_one_sided_p_values() -> None:
+    result = rule(paired(10, 3, 1, 6))  # 1 now right, 3 now wrong
+    p_better, p_worse = one_sided(1, 3), one_sided(3, 1)
+    assert p_worse < p_better
+    assert f"neither significantly better, p={p_better:.2f}, nor worse, p={p_worse:.2f}" in result.reason
+
+
 def test_significantly_better_and_worse() -> None:
     assert (rule(paired(5, 0, 8, 7)).promote, rule(paired(5, 0, 8, 7)).rule) == (True, "site-better")
     worse = rule(paired(5, 8, 0, 7))

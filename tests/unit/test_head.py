@@ -84,3 +84,42 @@ def test_the_site_share_grows_with_the_number_of_decisions() -> None:
     shares = [site_share(n, 30) for n in (0, 10, 30, 300, 3000)]
     assert shares[0] == 0.0 and shares[2] == 0.5
     assert shares == sorted(shares) and shares[-1] > 0.99
+
+
+def prior_head() -> Head:
+    """Three classes, each read off its own feature."""
+    return Head(np.eye(3, dtype=np.float32) * 4.0, np.zeros(3, np.float32))
+
+
+def test_without_evidence_the_anchored_head_stays_the_prior() -> None:
+    x = np.random.default_rng(2).normal(size=(30, 3)).astype(np.float32)
+    head = fit_head(x, np.zeros(30, np.int64), np.zeros(30, np.float32), 3, prior=prior_head())
+    np.testing.assert_allclose(head.probabilities(x), prior_head().probabilities(x), atol=1e-5)
+
+
+def test_the_anchor_keeps_what_a_few_decisions_do_not_speak_of() -> None:
+    """Corrections of classes 0 and 1 only: anchored to the running head, class 2 is still recognised;
+    fitted from zero, it is forgotten."""
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 5)
+    x = (np.eye(3)[y] * 3 + rng.normal(0, 0.3, (10, 3))).astype(np.float32)
+    third = (np.eye(3)[[2] * 20] * 3 + rng.normal(0, 0.3, (20, 3))).astype(np.float32)
+    weights = np.ones(len(y), np.float32)
+    anchored = fit_head(x, y, weights, 3, prior=prior_head())
+    plain = fit_head(x, y, weights, 3)
+    assert (anchored.probabilities(third).argmax(1) == 2).all()
+    assert (plain.probabilities(third).argmax(1) != 2).all()
+    assert (anchored.probabilities(x).argmax(1) == y).all()
+
+
+def test_an_anchored_fit_on_standardised_features_starts_from_the_prior_exactly() -> None:
+    from training.head import Standardizer
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(2.0, [0.5, 3.0, 1.0], (40, 3)).astype(np.float32)
+    standardizer = Standardizer.of(x)
+    np.testing.assert_allclose(standardizer.fold(standardizer.unfold(prior_head())).kernel, prior_head().kernel,
+                               atol=1e-5)
+    head = fit_head(x, np.zeros(40, np.int64), np.zeros(40, np.float32), 3, standardizer=standardizer,
+                    prior=prior_head())
+    np.testing.assert_allclose(head.probabilities(x), prior_head().probabilities(x), atol=1e-4)
