@@ -183,6 +183,9 @@ class StorageWorker(Worker):
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
     HISTORY_LENGTH = 20
     REVIEW_THUMBNAIL = 128
+    # Jobs that change the database: counted as pending until done. Reads (history, versions, statistics,
+    # review) are not: quitting never waits or asks for them.
+    WRITES = frozenset({"save", "undo", "delete", "relabel", "activate", "discard"})
 
     def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000) -> None:
         super().__init__()
@@ -196,14 +199,27 @@ class StorageWorker(Worker):
 
     @property
     def pending(self) -> int:
-        """Writes submitted but not yet done (saved, removed or failed)."""
+        """Writes submitted but not yet done (saved, removed or failed); reads are not counted."""
         with self._pending_lock:
             return self._pending
 
     def _submit(self, kind: str, payload: Any) -> None:
-        with self._pending_lock:
-            self._pending += 1
+        if kind in self.WRITES:
+            with self._pending_lock:
+                self._pending += 1
         self._jobs.put((kind, payload))
+
+    def _done(self, kind: str) -> None:
+        if kind in self.WRITES:
+            with self._pending_lock:
+                self._pending -= 1
+
+    def drained(self, timeout_s: float) -> bool:
+        """Whether every submitted write is done, waiting up to ``timeout_s`` for the last ones."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.pending
 
     def save(self, decision: NewDecision) -> None:
         self._submit("save", decision)
@@ -243,8 +259,7 @@ class StorageWorker(Worker):
                 job = dead._jobs.get_nowait()
             except queue.Empty:
                 break
-            with dead._pending_lock:
-                dead._pending -= 1
+            dead._done(job[0])
             self._submit(*job)
 
     def work(self) -> None:
@@ -310,8 +325,7 @@ class StorageWorker(Worker):
                     self._wait_retry(str(exc), attempt)
                     attempt += 1
         finally:
-            with self._pending_lock:
-                self._pending -= 1
+            self._done(kind)
 
     def _wait_retry(self, message: str, attempt: int) -> None:
         delay = self.BACKOFF[min(attempt, len(self.BACKOFF) - 1)]

@@ -44,6 +44,7 @@ DEMO_YELLOW = QColor("#f1c40f")
 ERROR_RED = QColor("#c0392b")
 
 REVIEW_LENGTH = 200  # decisions in the review queue
+CLOSE_DRAIN_S = 3.0  # on quit, how long writes on their way may take before the operator is asked
 
 KEYS_HELP = "Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo · F freeze · Ctrl+Q quit"
 
@@ -495,7 +496,8 @@ class MainWindow(QMainWindow):
     # ---- shutdown
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
-        pending = self.storage.pending
+        # A write on its way (the last key press) is done in milliseconds: wait for it before asking anything.
+        pending = 0 if self.storage_down is None and self.storage.drained(CLOSE_DRAIN_S) else self.storage.pending
         if pending and self.storage_down is not None:  # nothing will save them: never wait for ever
             answer = QMessageBox.question(
                 self, "Decisions not saved",

@@ -113,3 +113,24 @@ def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_w
     monkeypatch.setattr(QMessageBox, "question", answer)
     assert window.close()  # at once: the operator chose to quit without them
     assert len(asked) == 1 and "NOT saved" in asked[0] and "storage stopped" in asked[0]
+
+
+def test_quitting_right_after_a_key_press_saves_it_without_asking(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, monkeypatch
+) -> None:
+    """The write of the last key press is on its way when the window closes: it is waited for, not asked about
+    (a modal question nobody answers would hang the quit); reads on their way are not counted at all."""
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *rest: asked.append(text)
+                        or QMessageBox.StandardButton.Discard)
+    window.storage.request_review(10)
+    window.storage.list_versions()
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert window.storage.pending <= 1  # the save at most (it may be done already): reads are not pending writes
+    assert window.close()
+    assert asked == []
+    assert window.storage.isFinished() and window.storage.pending == 0
+    assert len(rows(settings.data_dir)) == 1
