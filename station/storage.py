@@ -489,7 +489,7 @@ def _prepare_schema(conn: Connection, db_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------- sweeping
 
 LOCK_NAME = ".station.lock"
-_TEMP_GLOBS = (".*.tmp", ".write-test-*")  # _write_atomically's and _check_folder's temporaries
+_TEMP_GLOBS = (".*.tmp", ".write-test-*")  # _write_atomically's and _open_folder's temporaries
 _MODEL_LEFTOVER_GLOBS = (".*.partial-*", ".*.old-*")  # training.files.make_work_folder / replace_folder
 
 
@@ -569,8 +569,20 @@ class Storage:
         self.models_dir = self.data_dir / MODELS_DIR
         self.db_path = self.data_dir / DB_NAME
         self.station = station
-        self._check_folder()
+        # The shared lock comes before the write test: another Storage sweeping now must not take our test file.
+        self._lock = self._open_folder()
+        try:
+            self._open_database(busy_timeout_ms)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            self.swept = self.sweep() if sweep else SweepReport([], skipped="not asked to")
+        except BaseException:
+            self.close()
+            raise
 
+    def _open_database(self, busy_timeout_ms: int) -> None:
         self._engine = open_engine(self.db_path, busy_timeout_ms)
         write_engine = self._engine.execution_options(sqlite_begin="IMMEDIATE")
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
@@ -589,15 +601,9 @@ class Storage:
             raise
         try:
             self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
-            self._lock = _FolderLock(self.data_dir)
         except OSError as exc:
             self._engine.dispose()
             raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
-        try:
-            self.swept = self.sweep() if sweep else SweepReport([], skipped="not asked to")
-        except BaseException:
-            self.close()
-            raise
 
     def sweep(self) -> SweepReport:
         """Remove what crashes leave behind and no row refers to; only when no other Storage has the folder open.
@@ -657,15 +663,23 @@ class Storage:
         if problems != ["ok"]:
             raise CorruptDatabaseError(_corrupt_message(self.db_path, "; ".join(problems[:3])))
 
-    def _check_folder(self) -> None:
-        # Fail at startup with the path in the message, not at the first decision with a bare errno.
+    def _open_folder(self) -> _FolderLock:
+        """Create the folder, take its shared lock and prove it writable.
+
+        Fails at startup with the path in the message, not at the first decision with a bare errno.
+        """
+        lock: _FolderLock | None = None
         try:
             self.images_dir.mkdir(parents=True, exist_ok=True)
+            lock = _FolderLock(self.data_dir)
             for folder in (self.data_dir, self.images_dir):
                 with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
                     pass
         except OSError as exc:
+            if lock is not None:
+                lock.release()
             raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
+        return lock
 
     @property
     def engine(self) -> Engine:

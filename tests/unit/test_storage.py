@@ -457,6 +457,28 @@ def test_one_storage_per_thread_concurrent_saves(data_dir: Path) -> None:
         assert check.count() == 20 and len(pngs(data_dir)) == 20
 
 
+def test_storages_opening_together_never_sweep_each_others_write_test(data_dir: Path) -> None:
+    # Each opening writes a test file and may sweep; a sweeper must not remove a file another opening still holds.
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(40):
+                Storage(data_dir).close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    Storage(data_dir).close()
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert not list(data_dir.glob(".write-test-*"))
+
+
 # ---------------------------------------------------------------------------------------------- model versions
 
 
