@@ -32,6 +32,7 @@ from station.retraining import RetrainJob, run_retrain  # noqa: E402
 from station.storage import NewDecision, Storage  # noqa: E402
 from training.data import scan_dataset  # noqa: E402
 from training.embeddings import BASE_EMBEDDINGS, embed  # noqa: E402
+from training.messages import Promote  # noqa: E402
 from training.model import load_bundle  # noqa: E402
 from training.preprocess import load_prepared, load_rgb  # noqa: E402
 
@@ -77,11 +78,11 @@ def main() -> int:
             timings = {}
             for name, model, folder in (("shipped", bundle_dir, data_dir), ("cold", bare, None), ("warm", bare, None)):
                 folder = folder or data_dir.with_name(f"{data_dir.name}-bare")
-                job = RetrainJob(folder, model, promote="never", base_data_dir=args.base_data)
+                job = RetrainJob(folder, model, promote=Promote.NEVER, base_data_dir=args.base_data)
                 result = run_retrain(job)
-                timings[name] = result["seconds"]
+                timings[name] = result.seconds
             rows.append({"decisions": size, "fill_s": round(filled, 1), **{k: round(v, 2) for k, v in timings.items()},
-                         "counts": result["counts"]})
+                         "counts": result.counts})
     print(f"fast retrain on {bundle_dir.name} (2 cores)")
     print(f"{'decisions':>9}  {'shipped s':>9}  {'cold s':>7}  {'warm s':>7}  trained on (base + site), judged live")
     for row in rows:

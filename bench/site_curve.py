@@ -37,6 +37,7 @@ from station.retraining import RetrainJob, run_retrain  # noqa: E402
 from station.storage import NewDecision, Storage  # noqa: E402
 from training.data import scan_dataset  # noqa: E402
 from training.head import Head, fit_head  # noqa: E402
+from training.messages import Mode, Promote  # noqa: E402
 from training.model import load_bundle  # noqa: E402
 from training.preprocess import load_prepared, load_rgb  # noqa: E402
 
@@ -103,13 +104,14 @@ def run_point(site: Site, bundle_dir: Path, base_data: Path, mode: str, per_clas
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "station"
         store_decisions(data_dir, site, picked)
-        result = run_retrain(RetrainJob(data_dir, bundle_dir, mode=mode, promote="never", base_data_dir=base_data))
-        predicted = candidate_predictions(Path(result["candidate"]), mode, site, rest)
+        result = run_retrain(RetrainJob(data_dir, bundle_dir, mode=Mode(mode), promote=Promote.NEVER,
+                                            base_data_dir=base_data))
+        predicted = candidate_predictions(Path(result.candidate), mode, site, rest)
     return {
         "site": accuracy(predicted, site.y[rest]), "running_site": accuracy(running[rest], site.y[rest]),
-        "base": result["candidate_metrics"]["base_test"]["accuracy"],
-        "running_base": result["current"]["base_test"]["accuracy"],
-        "seconds": result["seconds"], "gate": result["gate_reason"], "promote": result["gate_passed"],
+        "base": result.candidate_metrics.base_test.accuracy,
+        "running_base": result.current.base_test.accuracy,
+        "seconds": result.seconds, "gate": result.gate_reason, "promote": result.gate_passed,
         "decisions": len(picked), "scored": len(rest),
     }
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # Qt, OpenCV and TensorFlow load only once the arguments are 
     from station.storage import Storage
     from station.ui.main_window import MainWindow
     from station.ui.startup_window import StartupWindow
+    from training.messages import Mode
 
 __all__ = ["assemble_window", "choose_source", "load_active_model", "main", "start_workers"]
 
@@ -169,7 +170,7 @@ def assemble_window(
     classifier: Classifier,
     factory: Callable[[], FrameSource],
     demo_reason: str | None,
-    retrain_job: Callable[[str], RetrainJob] | None = None,
+    retrain_job: Callable[[Mode], RetrainJob] | None = None,
 ) -> MainWindow:
     """Workers, decision desk and window, wired but not started."""
     from station.camera import LatestFrameSlot

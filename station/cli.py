@@ -21,6 +21,7 @@ from station.settings import INFERENCE_BACKENDS, Settings, SettingsError, load_s
 from station.storage import DB_NAME, Storage, StorageError
 from station.terminal import ProgressBars, retrain_summary
 from training.errors import TrainingError
+from training.messages import Mode, Promote
 from training.quiet import import_tensorflow, quiet_libraries
 
 COMMANDS = ("retrain", "export", "import")
@@ -185,8 +186,8 @@ def run_retrain_command(args: argparse.Namespace) -> int:
         settings = command_settings(args)
         require_database(settings.data_dir)
         job = RetrainJob(
-            data_dir=settings.data_dir, default_model=model_folder(settings), mode=args.mode,
-            promote=args.promote, base_data_dir=settings.base_data, max_base_drop=settings.max_base_drop,
+            data_dir=settings.data_dir, default_model=model_folder(settings), mode=Mode(args.mode),
+            promote=Promote(args.promote), base_data_dir=settings.base_data, max_base_drop=settings.max_base_drop,
         )
         import_tensorflow()  # quietly, before the retraining imports it
         result = run_retrain(job, progress)
@@ -199,7 +200,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
         print("interrupted; no model version was registered", file=sys.stderr)
         return 130
     progress.finish()
-    print(json.dumps(result) if args.json else retrain_summary(result), flush=True)
+    print(json.dumps(result.to_json()) if args.json else retrain_summary(result), flush=True)
     return 0
 
 

@@ -19,13 +19,23 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from station.storage import ACTIVE, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
 from training.files import read_json, read_labels
+from training.messages import (
+    Mode,
+    Progress,
+    Promote,
+    RetrainFailed,
+    RetrainOutcome,
+    RetrainProgress,
+    RetrainStopped,
+    SkippedImage,
+)
 from training.preprocess import load_rgb
 
 if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
@@ -33,12 +43,10 @@ if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
 
 log = logging.getLogger(__name__)
 
-MODES = ("fast", "full")
-PROMOTE_POLICIES = ("auto", "always", "never")
+MODES = tuple(m.value for m in Mode)
+PROMOTE_POLICIES = tuple(p.value for p in Promote)
 CACHE_DIR = "cache"
 PARTIAL_GLOB = ".*.partial-*"  # what training.retrain.write_candidate leaves when its process dies
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,8 @@ class RetrainJob:
 
     data_dir: Path
     default_model: Path  # the bundled model, used while no version is active yet
-    mode: str = "fast"
-    promote: str = "auto"  # "auto": if the gate passes; "always"; "never" (keep it as a candidate)
+    mode: Mode = Mode.FAST
+    promote: Promote = Promote.AUTO
     base_data_dir: Path | None = None  # default: the parent bundle's training data folder (its config.json)
     site_share: float | None = None  # None: grows with the number of decisions (training.head.site_share)
     max_base_drop: float = 0.05  # the gate's allowed fall of base test accuracy
@@ -72,15 +80,14 @@ class LearningTrigger:
         self.pending = 0
 
 
-def outcome_line(result: dict[str, Any]) -> str:
+def outcome_line(outcome: RetrainOutcome) -> str:
     """One line for the status bar: what the last retraining did and which rule of the gate decided."""
-    verdict = "now running" if result.get("promoted") else "kept as a candidate"
-    site = result.get("paired") or {}
+    verdict = "now running" if outcome.promoted else "kept as a candidate"
+    site = outcome.paired
     score = ""
-    if site.get("count"):
-        score = (f", site {site['running_correct'] / site['count']:.0%} → "
-                 f"{site['candidate_correct'] / site['count']:.0%} of {site['count']}")
-    return f"{result.get('version', '?')} {verdict} ({result.get('gate_rule', '?')}{score})"
+    if site is not None and site.count:
+        score = f", site {site.running_accuracy:.0%} → {site.candidate_accuracy:.0%} of {site.count}"
+    return f"{outcome.version} {verdict} ({outcome.gate_rule}{score})"
 
 
 def check_job(job: RetrainJob) -> None:
@@ -135,7 +142,7 @@ def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) 
     while name is not None and name in lineage and name not in seen:
         seen.add(name)
         mode, parent = lineage[name]
-        if mode != "fast":
+        if mode != Mode.FAST:
             return name
         name = parent
     return None
@@ -146,7 +153,7 @@ def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) 
 
 def _samples(
     storage: Storage, records: list[DecisionRecord], parent_name: str, needs_images: bool = False
-) -> tuple[list[SiteSample], int, list[dict[str, Any]], str]:
+) -> tuple[list[SiteSample], int, list[SkippedImage], str]:
     """Site samples, reusing embeddings from the parent's backbone (``needs_images``: full mode decodes them all).
 
     A decision the parent itself judged live keeps its prediction (``running_label``): the gate's honest
@@ -160,7 +167,8 @@ def _samples(
     lineage.setdefault(parent_name, ("bundled", None))  # the bundled model before it is registered
     root = backbone_root(parent_name, lineage)
     roots: dict[str | None, str | None] = {}
-    samples, skipped, unreadable = [], 0, []
+    samples: list[SiteSample] = []
+    skipped, unreadable = 0, []
     for rec in records:
         if rec.model_version not in roots:
             roots[rec.model_version] = backbone_root(rec.model_version, lineage)
@@ -176,7 +184,7 @@ def _samples(
             if problem is not None:
                 log.warning("decision %d: image %s is unreadable (%s); left out of the retraining", rec.id, image,
                             problem)
-                unreadable.append({"id": rec.id, "path": str(image), "reason": problem})
+                unreadable.append(SkippedImage(rec.id, str(image), problem))
                 continue
         running = rec.predicted_label if rec.model_version == parent_name else None
         samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, running_label=running))
@@ -230,8 +238,8 @@ def clean_partials(data_dir: Path | str) -> list[Path]:
 
 def run_retrain(
     job: RetrainJob, progress: Progress | None = None, cancelled: Callable[[], bool] = lambda: False
-) -> dict[str, Any]:
-    """Retrain on every stored decision, register the candidate, promote it by ``job.promote``; a JSON-able dict."""
+) -> RetrainOutcome:
+    """Retrain on every stored decision, register the candidate, promote it by ``job.promote``."""
     check_job(job)
     started = time.monotonic()
     with Storage(job.data_dir) as storage:
@@ -245,16 +253,16 @@ def run_retrain(
             raise TrainingError(f"model bundle not found: {parent_path} (version {parent_name})")
         labels = read_labels(parent_path)
         report = progress or (lambda _: None)
-        report({"phase": "preparing", "done": 0, "total": 4, "elapsed": 0.0, "eta": None})
+        report(RetrainProgress("preparing", 0, 4))
 
         from training import retrain as core  # TensorFlow: only now
 
         if cancelled():
             raise core.RetrainCancelled("retraining cancelled")
-        samples, skipped, unreadable, backbone = _samples(storage, records, parent_name, job.mode == "full")
+        samples, skipped, unreadable, backbone = _samples(storage, records, parent_name, job.mode == Mode.FULL)
         for bad in unreadable:
-            report({"phase": f"skipped decision {bad['id']}: unreadable image {bad['path']}", "done": 0, "total": 4,
-                    "elapsed": time.monotonic() - started, "eta": None, "skipped": bad})
+            report(RetrainProgress(f"skipped decision {bad.id}: unreadable image {bad.path}", 0, 4,
+                                   time.monotonic() - started, skipped=bad))
         if not samples:
             raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
 
@@ -273,10 +281,10 @@ def run_retrain(
             result = core.retrain(request, report, cancelled)
             if cancelled():
                 raise core.RetrainCancelled("retraining cancelled")
-            promote = job.promote == "always" or (job.promote == "auto" and result.gate_passed)
+            promote = job.promote == Promote.ALWAYS or (job.promote == Promote.AUTO and result.gate_passed)
             current_model(storage, job.default_model)  # the bundled parent gets its row (rollback target)
             record = storage.add_version(
-                name, out, job.mode, parent=parent_name, counts=result.counts, metrics=result.as_json(),
+                name, out, job.mode, parent=parent_name, counts=result.counts, metrics=result.to_json(),
                 status=ACTIVE if promote else CANDIDATE,
             )
         except BaseException:
@@ -284,20 +292,12 @@ def run_retrain(
             raise
 
     seen = {s.label for s in samples}
-    return {
-        **result.as_json(),
-        "candidate": str(out),
-        "version": record.version,
-        "parent": parent_name,
-        "mode": job.mode,
-        "status": record.status,
-        "promoted": promote,
-        "seconds": round(time.monotonic() - started, 2),
-        "decisions": len(samples),
-        "skipped_missing_images": skipped,
-        "skipped_unreadable_images": unreadable,
-        "classes_without_decisions": [label for label in labels if label not in seen],
-    }
+    return RetrainOutcome.of(
+        replace(result, candidate=str(out), seconds=round(time.monotonic() - started, 2)),
+        version=record.version, parent=parent_name, mode=Mode(job.mode), status=record.status, promoted=promote,
+        decisions=len(samples), skipped_missing_images=skipped, skipped_unreadable_images=unreadable,
+        classes_without_decisions=[label for label in labels if label not in seen],
+    )
 
 
 # ----------------------------------------------------------------------------------------------- child process
@@ -338,20 +338,20 @@ def child_main(job: RetrainJob, events: _Queue, cancel: _Event) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         yield_to_the_station()
     try:
-        result = run_retrain(job, lambda event: events.put({"type": "progress", **event}), cancel.is_set)
+        outcome = run_retrain(job, events.put, cancel.is_set)
     except Exception as exc:
         events.put(failure_event(exc))
     else:
-        events.put({"type": "result", "result": result})
+        events.put(outcome)
 
 
-def failure_event(exc: Exception) -> dict[str, Any]:
+def failure_event(exc: Exception) -> RetrainFailed | RetrainStopped:
     core = sys.modules.get("training.retrain")  # imported by now unless the import itself failed
     if core is not None and isinstance(exc, core.RetrainCancelled):
         log.info("retraining cancelled")
-        return {"type": "cancelled"}
+        return RetrainStopped()
     if isinstance(exc, TrainingError | StorageError):
         log.error("retraining failed: %s", exc)
-        return {"type": "error", "message": str(exc)}
+        return RetrainFailed(str(exc))
     log.exception("retraining failed")
-    return {"type": "error", "message": f"{type(exc).__name__}: {exc}"}
+    return RetrainFailed(f"{type(exc).__name__}: {exc}")

@@ -1,6 +1,6 @@
 """What ``station retrain`` shows in a terminal: one progress bar per phase, then a short summary. No Qt.
 
-The retraining reports events ``{"phase", "done", "total", ...}``; a phase may report its own sub-steps
+The retraining reports ``RetrainProgress`` events (phase, done, total, ...); a phase may report its own sub-steps
 with another total (e.g. the base embeddings, computed in parts). Here each phase gets one line that
 counts its own events (the first only announces it), with an ETA from the phase's own pace, and is
 closed with its duration when the next phase starts.
@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
+
+from training.messages import FINAL_PHASE, PartScores, RetrainOutcome, RetrainProgress
 
 BAR_WIDTH = 20
-FINAL_PHASE = "done"
-# Metrics worth a row in the summary, in this order; any other number both models report follows them.
-PREFERRED_METRICS = ("accuracy", "macro_f1")
+# The numbers worth a row in the summary, in this order.
+SUMMARY_METRICS = ("accuracy", "macro_f1")
 PART_NAMES = {"decisions": "held-out decisions", "base_test": "base test split"}
 METRIC_NAMES = {"macro_f1": "macro-F1"}
 
@@ -47,8 +48,8 @@ class ProgressBars:
         self.first = (0, 0)  # (done, total) of the event that announced the phase
         self.line = ""
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        phase = str(event.get("phase", "?"))
+    def __call__(self, event: RetrainProgress) -> None:
+        phase = event.phase
         key = phase_key(phase)
         now = self.clock()
         if key != self.key:
@@ -56,9 +57,9 @@ class ProgressBars:
             if phase == FINAL_PHASE:
                 return
             self.key, self.started, self.line = key, now, f"{key} …"
-            self.first = (int(event.get("done", 0)), int(event.get("total", 0)))
+            self.first = (event.done, event.total)
         else:
-            done, total = int(event.get("done", 0)), int(event.get("total", 0))
+            done, total = event.done, event.total
             # Steps since the announcing event (a sub-count with its own total starts from 0).
             steps = done - self.first[0] if total == self.first[1] else done
             self.line = self.render(key, done, total, steps, now - self.started)
@@ -83,54 +84,34 @@ class ProgressBars:
         self.key = None
 
 
-def retrain_summary(result: dict[str, Any]) -> str:
-    """The outcome of ``run_retrain`` for a person: verdict, the gate's reasons, current vs candidate.
-
-    Generic over the outcome: every ``gate_*`` text field is shown, every part both models were
-    scored on gets rows, every number both report for it (per-class detail stays in the JSON).
-    """
-    verdict = "promoted: now the active version" if result.get("promoted") else (
-        f"not promoted: kept as {result.get('status', 'candidate')}")
-    lines = [f"candidate {result.get('version', '?')} ({result.get('mode', '?')} retrain of "
-             f"{result.get('parent', '?')}): {verdict}"]
-    for key, value in result.items():
-        if key.startswith("gate_") and not isinstance(value, bool | dict | list):
-            lines.append(f"  {key.removeprefix('gate_').replace('_', ' ')}: {value}")
-    rows = metric_rows(result.get("current") or {}, result.get("candidate_metrics") or {})
-    if rows:
-        width = max(len(name) for name, _, _ in rows)
+def retrain_summary(outcome: RetrainOutcome) -> str:
+    """The outcome of ``run_retrain`` for a person: verdict, the gate's reasons, current vs candidate
+    (per-class detail stays in the JSON)."""
+    verdict = "promoted: now the active version" if outcome.promoted else f"not promoted: kept as {outcome.status}"
+    lines = [f"candidate {outcome.version} ({outcome.mode} retrain of {outcome.parent}): {verdict}",
+             f"  rule: {outcome.gate_rule}", f"  reason: {outcome.gate_reason}"]
+    rows = metric_rows(outcome.current, outcome.candidate_metrics)
+    width = max(len(name) for name, _, _ in rows)
+    lines.append("")
+    lines.append(f"  {'':<{width}}  {'current':>9}  {'candidate':>9}  {'change':>7}")
+    for name, now, new in rows:
+        lines.append(f"  {name:<{width}}  {now:>9.3f}  {new:>9.3f}  {new - now:>+7.3f}")
+    if outcome.counts:
         lines.append("")
-        lines.append(f"  {'':<{width}}  {'current':>9}  {'candidate':>9}  {'change':>7}")
-        for name, now, new in rows:
-            lines.append(f"  {name:<{width}}  {now:>9.3f}  {new:>9.3f}  {new - now:>+7.3f}")
-    counts = result.get("counts") or {}
-    if counts:
-        lines.append("")
-        lines.append("  trained on " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
-    if result.get("classes_without_decisions"):
-        lines.append(f"  classes without decisions: {', '.join(result['classes_without_decisions'])}")
-    if result.get("skipped_missing_images"):
-        lines.append(f"  decisions skipped (image file missing): {result['skipped_missing_images']}")
-    if "seconds" in result:
-        lines.append(f"  took {format_seconds(float(result['seconds']))}; bundle: {result.get('candidate', '?')}")
+        lines.append("  trained on " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in outcome.counts.items()))
+    if outcome.classes_without_decisions:
+        lines.append(f"  classes without decisions: {', '.join(outcome.classes_without_decisions)}")
+    if outcome.skipped_missing_images:
+        lines.append(f"  decisions skipped (image file missing): {outcome.skipped_missing_images}")
+    lines.append(f"  took {format_seconds(outcome.seconds)}; bundle: {outcome.candidate}")
     return "\n".join(lines)
 
 
-def metric_rows(
-    current: dict[str, dict[str, Any]], candidate: dict[str, dict[str, Any]]
-) -> list[tuple[str, float, float]]:
+def metric_rows(current: PartScores, candidate: PartScores) -> list[tuple[str, float, float]]:
     rows = []
-    for part, now in current.items():
-        new = candidate.get(part) or {}
-        numbers = [k for k, v in now.items() if is_number(v) and is_number(new.get(k)) and k != "count"]
-        ordered = [k for k in PREFERRED_METRICS if k in numbers] + [k for k in numbers if k not in PREFERRED_METRICS]
-        count = f" ({now['count']})" if is_number(now.get("count")) else ""
-        for metric in ordered:
-            name = METRIC_NAMES.get(metric, metric.replace("_", " "))
-            label = f"{PART_NAMES.get(part, part.replace('_', ' '))}{count} {name}"
-            rows.append((label, float(now[metric]), float(new[metric])))
+    for (part, now), (_, new) in zip(current.parts(), candidate.parts(), strict=True):
+        for metric in SUMMARY_METRICS:
+            name = METRIC_NAMES.get(metric, metric)
+            label = f"{PART_NAMES.get(part, part.replace('_', ' '))} ({now.count}) {name}"
+            rows.append((label, float(getattr(now, metric)), float(getattr(new, metric))))
     return rows
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -34,6 +34,7 @@ from station.storage import (
     is_transient,
     version_folder,
 )
+from training.messages import RetrainFailed, RetrainOutcome, RetrainProgress, RetrainStopped
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +401,8 @@ class RetrainWorker(Worker):
     in the child cannot take the station down, and Cancel can always end it.
     """
 
-    retrain_progress = Signal(dict)
-    retrain_finished = Signal(dict)  # the child's result
+    retrain_progress = Signal(object)  # RetrainProgress
+    retrain_finished = Signal(object)  # RetrainOutcome
     retrain_failed = Signal(str)
     retrain_cancelled = Signal()
 
@@ -426,7 +427,7 @@ class RetrainWorker(Worker):
         cancel = context.Event()
         process = context.Process(target=self.target or child_main, args=(self.job, events, cancel), daemon=True)
         process.start()
-        outcome: dict[str, Any] | None = None
+        outcome: object = None
         cancelled_at: float | None = None
         while outcome is None:
             if (self._cancel_requested.is_set() or self.stopping()) and cancelled_at is None:
@@ -437,12 +438,11 @@ class RetrainWorker(Worker):
             except queue.Empty:
                 if cancelled_at is not None and time.monotonic() - cancelled_at > self.CANCEL_GRACE_S:
                     process.terminate()
-                    outcome = {"type": "cancelled"}
+                    outcome = RetrainStopped()
                 elif not process.is_alive() and events.empty():
-                    outcome = {"type": "error",
-                               "message": f"the retraining process ended unexpectedly (exit code {process.exitcode})"}
+                    outcome = RetrainFailed(f"the retraining process ended unexpectedly (exit code {process.exitcode})")
                 continue
-            if event.get("type") == "progress":
+            if isinstance(event, RetrainProgress):
                 self.retrain_progress.emit(event)
             else:
                 outcome = event
@@ -451,12 +451,14 @@ class RetrainWorker(Worker):
             process.terminate()
             process.join(5)
         clean_partials(self.job.data_dir)
-        if outcome["type"] == "result":
-            self.retrain_finished.emit(outcome["result"])
-        elif outcome["type"] == "cancelled":
+        if isinstance(outcome, RetrainOutcome):
+            self.retrain_finished.emit(outcome)
+        elif isinstance(outcome, RetrainStopped):
             self.retrain_cancelled.emit()
-        else:
-            self.retrain_failed.emit(outcome.get("message", "unknown error"))
+        elif isinstance(outcome, RetrainFailed):
+            self.retrain_failed.emit(outcome.message)
+        else:  # a child target that is not ours
+            self.retrain_failed.emit(f"unexpected message from the retraining process: {outcome!r}")
 
 
 class ModelLoadWorker(Worker):

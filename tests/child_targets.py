@@ -6,10 +6,13 @@ import os
 import time
 from typing import Any
 
+from tests.fixture_outcomes import outcome, paired
+from training.messages import RetrainProgress, RetrainStopped
+
 
 def crashing_child(job: Any, events: Any, cancel: Any) -> None:
     """Starts, leaves a partial candidate folder, then dies without a word (like a segfault)."""
-    events.put({"type": "progress", "phase": "fit head", "done": 1, "total": 4, "eta": None})
+    events.put(RetrainProgress("fit head", 1, 4))
     (job.data_dir / "models" / ".r1.partial-x").mkdir(parents=True)
     time.sleep(0.3)
     os._exit(3)
@@ -20,16 +23,13 @@ def slow_child(job: Any, events: Any, cancel: Any) -> None:
     done = 0
     while not cancel.is_set():
         done += 1
-        events.put({"type": "progress", "phase": "fine-tune epoch", "done": done, "total": 1000, "eta": 99.0})
+        events.put(RetrainProgress("fine-tune epoch", done, 1000, eta=99.0))
         time.sleep(0.05)
-    events.put({"type": "cancelled"})
+    events.put(RetrainStopped())
 
 
 def declined_child(job: Any, events: Any, cancel: Any) -> None:
     """A quick retraining whose candidate the gate declined: the station must keep its model."""
-    events.put({"type": "progress", "phase": "fit head", "done": 2, "total": 4, "eta": 1.0})
-    events.put({"type": "result", "result": {
-        "version": "r1", "promoted": False, "gate_rule": "site-worse", "candidate": str(job.data_dir / "models" / "r1"),
-        "paired": {"count": 20, "running_correct": 12, "candidate_correct": 6},
-        "gate_reason": "significantly worse", "current": {}, "candidate_metrics": {}, "counts": {},
-    }})
+    events.put(RetrainProgress("fit head", 2, 4, eta=1.0))
+    events.put(outcome(job.data_dir / "models" / "r1", "r1", promoted=False, gate_rule="site-worse",
+                       gate_reason="significantly worse", paired=paired(20, 12, 6)))

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import binomtest
 
 DEFAULT_MAX_BASE_DROP = 0.05
 DEFAULT_ALPHA = 0.05
@@ -61,6 +60,8 @@ def one_sided(wins: int, losses: int) -> float:
     """P(at least ``wins`` of the discordant pairs go one way | both models equally good)."""
     if wins + losses == 0:
         return 1.0
+    from scipy.stats import binomtest  # slow to import: only when a gate decides, not for its messages
+
     return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
 
 

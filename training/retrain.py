@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from training.files import make_work_folder, replace_folder, write_json
 from training.gate import DEFAULT_MAX_BASE_DROP, PairedOutcome, decide
 from training.head import Head, Standardizer, fit_head, sample_weights, site_share
 from training.lite import add_backbone_file
+from training.messages import FINAL_PHASE, Mode, PartScores, Progress, RetrainProgress, RetrainReport, Scores
 from training.model import (
     Bundle,
     build_model,
@@ -57,7 +58,6 @@ from training.model import (
 )
 from training.preprocess import load_prepared
 
-Progress = Callable[[dict[str, Any]], None]
 SITE_PSEUDO_COUNT = 60.0  # site decisions at which the site weighs as much as the base data (measured)
 MIN_SITE_SHARE = 0.5  # the share never goes below this when stepped down to keep the base test accuracy
 CV_FOLDS = 5
@@ -92,34 +92,12 @@ class RetrainRequest:
     l2: float = 1.0
     cache_key: str | None = None  # models sharing a backbone share base embeddings; default: the parent's name
     backbone_bundle: Path | None = None  # the bundle whose backbone the parent uses (default: the parent)
-    mode: str = "fast"  # "fast": new head on embeddings; "full": fine-tune the top of the backbone on images
+    mode: Mode = Mode.FAST
     epochs: int = 8  # full mode
     fine_tune_fraction: float = 0.3  # full mode: share of backbone layers unfrozen
     learning_rate: float = 1e-4  # full mode
     batch_size: int = 32  # full mode
     replay_per_class: int = 60  # full mode: base training photos of each class replayed beside the site's
-
-
-@dataclass
-class RetrainReport:
-    candidate: Path
-    current: dict[str, dict[str, Any]]  # part ("decisions", "base_test") -> metrics
-    candidate_metrics: dict[str, dict[str, Any]]
-    counts: dict[str, int]
-    seconds: float
-    gate_passed: bool
-    gate_reason: str
-    gate_rule: str = ""
-    paired: PairedOutcome | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "candidate": str(self.candidate), "seconds": round(self.seconds, 2), "counts": self.counts,
-            "gate_passed": self.gate_passed, "gate_reason": self.gate_reason, "gate_rule": self.gate_rule,
-            "paired": asdict(self.paired) if self.paired else None, **self.extra,
-            "current": self.current, "candidate_metrics": self.candidate_metrics,
-        }
 
 
 def base_reference(request: RetrainRequest, running_accuracy: float) -> float:
@@ -137,11 +115,11 @@ def retrain(
             raise RetrainCancelled("retraining cancelled")
         elapsed = time.monotonic() - started
         eta = elapsed / done * (total - done) if done else None
-        report({"phase": phase, "done": done, "total": total, "elapsed": elapsed, "eta": eta})
+        report(RetrainProgress(phase, done, total, elapsed, eta))
 
     if request.out.exists():
         raise TrainingError(f"candidate folder already exists: {request.out}")
-    if request.mode not in ("fast", "full"):
+    if request.mode not in tuple(Mode):
         raise TrainingError(f"unknown retraining mode {request.mode!r}: use fast or full")
     parent = load_bundle(request.parent)
     labels = parent.labels
@@ -152,18 +130,21 @@ def retrain(
         raise TrainingError("no decisions to learn from yet")
     y_site = label_indices([s.label for s in request.samples], labels)
     judged = [i for i, s in enumerate(request.samples) if s.running_label in labels]
-    run = retrain_full if request.mode == "full" else retrain_fast
+    run = retrain_full if request.mode == Mode.FULL else retrain_fast
     fitted = run(parent, request, y_site, judged, step, cancelled)
     paired = PairedOutcome.of(fitted.judged_y, fitted.running, fitted.candidate)
-    current = {"decisions": scored(fitted.judged_y, fitted.running, labels), "base_test": fitted.base_current}
-    candidate = {"decisions": scored(fitted.judged_y, fitted.candidate, labels), "base_test": fitted.base_candidate}
-    reference = base_reference(request, current["base_test"]["accuracy"])
-    verdict = decide(paired, reference, candidate["base_test"]["accuracy"], request.max_base_drop)
-    write_candidate(parent, fitted.model, request, {"decisions": candidate, "counts": fitted.counts,
+    current = PartScores(scored(fitted.judged_y, fitted.running, labels), fitted.base_current)
+    candidate = PartScores(scored(fitted.judged_y, fitted.candidate, labels), fitted.base_candidate)
+    reference = base_reference(request, current.base_test.accuracy)
+    verdict = decide(paired, reference, candidate.base_test.accuracy, request.max_base_drop)
+    write_candidate(parent, fitted.model, request, {"decisions": asdict(candidate), "counts": fitted.counts,
                                                     "gate": verdict.reason, "gate_rule": verdict.rule})
-    step("done", 1, 1)
-    return RetrainReport(request.out, current, candidate, fitted.counts, time.monotonic() - started,
-                         verdict.promote, verdict.reason, verdict.rule, paired, {"site_share": fitted.site_share})
+    step(FINAL_PHASE, 1, 1)
+    return RetrainReport(
+        candidate=str(request.out), current=current, candidate_metrics=candidate, counts=fitted.counts,
+        seconds=time.monotonic() - started, gate_passed=verdict.promote, gate_reason=verdict.reason,
+        gate_rule=verdict.rule, paired=paired, site_share=fitted.site_share,
+    )
 
 
 Step = Callable[[str, int, int], None]
@@ -178,8 +159,8 @@ class Fitted:
     judged_y: NDArray[np.int64]  # the operator's labels of the decisions the gate compares on
     running: NDArray[np.int64]  # the running model's live predictions of them
     candidate: NDArray[np.int64]  # the candidate's, from models that did not train on them
-    base_current: dict[str, Any]
-    base_candidate: dict[str, Any]
+    base_current: Scores
+    base_candidate: Scores
     counts: dict[str, int]
     site_share: float | None = None  # the share of the training weight the site's decisions got
 
@@ -221,13 +202,13 @@ def retrain_fast(
     everything = np.ones(len(y_site), bool)
     test = (base["test_x"], base["test_y"])
     running_base = part_metrics(running_head, *test, labels)
-    base_now = base_reference(request, running_base["accuracy"])
+    base_now = base_reference(request, running_base.accuracy)
     share = request.site_share if request.site_share is not None else site_share(len(y_site), SITE_PSEUDO_COUNT)
     head = fit(everything, share)
     # The site as much as the gate's base limit allows: a head that would fail it is refitted with the
     # site's share stepped halfway down towards an even split (at most twice).
     for _ in range(2):
-        drop = base_now - part_metrics(head, *test, labels)["accuracy"]
+        drop = base_now - part_metrics(head, *test, labels).accuracy
         if request.site_share is not None or drop <= request.max_base_drop or share <= MIN_SITE_SHARE:
             break
         share = MIN_SITE_SHARE + (share - MIN_SITE_SHARE) / 2
@@ -337,14 +318,14 @@ def predict_images(model: keras.Model, images: NDArray[np.uint8]) -> NDArray[np.
     return model.predict(images.astype(np.float32), batch_size=32, verbose=0).argmax(axis=1)
 
 
-def part_metrics(head: Head, x: NDArray[np.float32], y: NDArray[np.int64], labels: list[str]) -> dict[str, Any]:
+def part_metrics(head: Head, x: NDArray[np.float32], y: NDArray[np.int64], labels: list[str]) -> Scores:
     return scored(y, head.probabilities(x).argmax(axis=1) if len(y) else y, labels)
 
 
-def scored(y: NDArray[np.int64], predicted: NDArray[np.int64], labels: list[str]) -> dict[str, Any]:
+def scored(y: NDArray[np.int64], predicted: NDArray[np.int64], labels: list[str]) -> Scores:
     if len(y) == 0:
-        return {"count": 0, "accuracy": 0.0, "macro_f1": 0.0, "per_class": {}, "confusion": [], "labels": labels}
-    return {"count": len(y), **compute_metrics(y, predicted, labels)}
+        return Scores(count=0, accuracy=0.0, macro_f1=0.0, labels=labels)
+    return Scores.from_json({"count": len(y), **compute_metrics(y, predicted, labels)})
 
 
 def site_embeddings(parent: Bundle, samples: list[SiteSample]) -> NDArray[np.float32]:
@@ -398,7 +379,7 @@ def write_candidate(parent: Bundle, model: keras.Model, request: RetrainRequest,
     work = make_work_folder(request.out)
     try:
         save_bundle_files(model, parent.labels, work)
-        add_backbone_file(model, work, parent.path, convert_new=request.mode == "full")  # fast: the parent's
+        add_backbone_file(model, work, parent.path, convert_new=request.mode == Mode.FULL)  # fast: the parent's
         write_json(work / "metrics.json", metrics)
         write_json(work / "config.json", {**parent.config, "parent": str(parent.path), "mode": request.mode})
         if (parent.path / "split.json").is_file():

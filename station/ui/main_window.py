@@ -36,6 +36,7 @@ from station.workers import (
     StorageWorker,
     Worker,
 )
+from training.messages import Mode, RetrainOutcome, RetrainProgress
 
 OK_GREEN = CONFIRMED_GREEN
 HINT_GREY = QColor("#555555")
@@ -57,7 +58,7 @@ class MainWindow(QMainWindow):
         inference: InferenceWorker,
         storage: StorageWorker,
         demo_reason: str | None = None,
-        retrain_job: Callable[[str], Any] | None = None,
+        retrain_job: Callable[[Mode], Any] | None = None,
         feed_note: str | None = None,
         auto_retrain_every: int = 0,
     ) -> None:
@@ -131,10 +132,10 @@ class MainWindow(QMainWindow):
         toolbar.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.retrain_action = QAction("Retrain (Ctrl+R)", self, shortcut=QKeySequence("Ctrl+R"))
         self.retrain_action.setToolTip("Learn from the stored decisions in the background")
-        self.retrain_action.triggered.connect(lambda: self.start_retrain("fast"))
+        self.retrain_action.triggered.connect(lambda: self.start_retrain(Mode.FAST))
         self.full_retrain_action = QAction("Full retrain (Ctrl+Shift+R)", self, shortcut=QKeySequence("Ctrl+Shift+R"))
         self.full_retrain_action.setToolTip("Fine-tune the top of the backbone on the images too (takes minutes)")
-        self.full_retrain_action.triggered.connect(lambda: self.start_retrain("full"))
+        self.full_retrain_action.triggered.connect(lambda: self.start_retrain(Mode.FULL))
         for action in (self.retrain_action, self.full_retrain_action):
             action.setEnabled(self.retrain_job is not None)
         self.versions_action = QAction("Model versions… (Ctrl+M)", self, shortcut=QKeySequence("Ctrl+M"))
@@ -343,7 +344,7 @@ class MainWindow(QMainWindow):
 
     # ---- retraining and model versions
 
-    def start_retrain(self, mode: str = "fast", background: bool = False) -> None:
+    def start_retrain(self, mode: Mode = Mode.FAST, background: bool = False) -> None:
         """Retrain in a child process; ``background``: no dialog until asked for, progress in the status bar."""
         if self.retrain_job is None:
             return
@@ -364,8 +365,8 @@ class MainWindow(QMainWindow):
         worker.errored.connect(dialog.show_failure)
         worker.finished.connect(self._on_retrain_worker_finished)
         dialog.cancel_requested.connect(worker.cancel)
-        dialog.promote_requested.connect(lambda r: self.use_model(Path(r["candidate"]), r["version"], activate=True))
-        dialog.discard_requested.connect(lambda r: self.storage.discard_version(r["version"]))
+        dialog.promote_requested.connect(lambda r: self.use_model(Path(r.candidate), r.version, activate=True))
+        dialog.discard_requested.connect(lambda r: self.storage.discard_version(r.version))
         self.retrain_worker, self.retrain_dialog = worker, dialog
         self.learning.started()
         self._show_learning(f"learning… ({mode})", "#2980b9")
@@ -373,16 +374,15 @@ class MainWindow(QMainWindow):
             dialog.show()
         worker.start()
 
-    def _on_retrain_progress(self, event: dict[str, Any]) -> None:
-        self._show_learning(f"learning… {event.get('phase', '')} {event.get('done', 0)}/{event.get('total', 0)}",
-                            "#2980b9")
+    def _on_retrain_progress(self, event: RetrainProgress) -> None:
+        self._show_learning(f"learning… {event.phase} {event.done}/{event.total}", "#2980b9")
 
-    def _on_retrain_finished(self, result: dict[str, Any]) -> None:
+    def _on_retrain_finished(self, outcome: RetrainOutcome) -> None:
         if self.retrain_dialog is not None:
-            self.retrain_dialog.show_result(result)
-        self._show_learning(f"learned: {outcome_line(result)}", "#27ae60" if result.get("promoted") else "#555")
-        if result.get("promoted"):  # already active in the database: load it and swap
-            self.use_model(Path(result["candidate"]), result["version"], activate=False)
+            self.retrain_dialog.show_result(outcome)
+        self._show_learning(f"learned: {outcome_line(outcome)}", "#27ae60" if outcome.promoted else "#555")
+        if outcome.promoted:  # already active in the database: load it and swap
+            self.use_model(Path(outcome.candidate), outcome.version, activate=False)
 
     def _on_retrain_worker_finished(self) -> None:
         if self.retrain_worker is not None:
@@ -392,7 +392,7 @@ class MainWindow(QMainWindow):
 
     def _learn_if_due(self) -> None:
         if self.learning.due(running=self.retrain_worker is not None):
-            self.start_retrain("fast", background=True)
+            self.start_retrain(Mode.FAST, background=True)
 
     def _show_learning(self, text: str, color: str) -> None:
         label = self.status_labels["learning"]

@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from training.messages import RetrainOutcome, RetrainProgress, Scores
+
 PARTS = (("decisions", "held-out decisions"), ("base_test", "base test split"))
 
 
@@ -31,15 +33,15 @@ def format_eta(seconds: float | None) -> str:
 
 class RetrainDialog(QDialog):
     cancel_requested = Signal()
-    promote_requested = Signal(dict)
-    discard_requested = Signal(dict)
+    promote_requested = Signal(object)  # RetrainOutcome
+    discard_requested = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Retrain on the operator's decisions")
         self.setModal(False)
         self.resize(860, 560)
-        self.result: dict[str, Any] | None = None
+        self.result: RetrainOutcome | None = None
         self.pages = QStackedWidget()
         self.pages.addWidget(self._progress_page())
         self.pages.addWidget(self._result_page())
@@ -93,25 +95,23 @@ class RetrainDialog(QDialog):
 
     # ---- events from the worker
 
-    def show_progress(self, event: dict[str, Any]) -> None:
-        total, done = int(event.get("total", 0)), int(event.get("done", 0))
-        self.phase_label.setText(f"Phase: {event.get('phase', '…')}")
-        if total:
-            self.bar.setRange(0, total)
-            self.bar.setValue(done)
-        self.eta_label.setText(format_eta(event.get("eta")))
+    def show_progress(self, event: RetrainProgress) -> None:
+        self.phase_label.setText(f"Phase: {event.phase}")
+        if event.total:
+            self.bar.setRange(0, event.total)
+            self.bar.setValue(event.done)
+        self.eta_label.setText(format_eta(event.eta))
 
-    def show_result(self, result: dict[str, Any]) -> None:
-        self.result = result
-        promoted = bool(result.get("promoted"))
-        verdict = "Promoted: the station now uses it." if promoted else "Not promoted."
+    def show_result(self, outcome: RetrainOutcome) -> None:
+        self.result = outcome
+        verdict = "Promoted: the station now uses it." if outcome.promoted else "Not promoted."
         self.verdict.setText(
-            f"<b>Candidate {result.get('version', '')}</b> (from {result.get('parent', '')}), "
-            f"{result.get('seconds', 0):.1f} s. Gate: {result.get('gate_reason', '')}. <b>{verdict}</b>")
-        self._fill_table(result)
-        self._fill_confusions(result)
-        self.promote_button.setVisible(not promoted)
-        self.discard_button.setVisible(not promoted)
+            f"<b>Candidate {outcome.version}</b> (from {outcome.parent}), "
+            f"{outcome.seconds:.1f} s. Gate: {outcome.gate_reason}. <b>{verdict}</b>")
+        self._fill_table(outcome)
+        self._fill_confusions(outcome)
+        self.promote_button.setVisible(not outcome.promoted)
+        self.discard_button.setVisible(not outcome.promoted)
         self.pages.setCurrentIndex(1)
 
     def show_failure(self, message: str) -> None:
@@ -138,13 +138,13 @@ class RetrainDialog(QDialog):
     def _decide(self, signal: Any) -> None:
         self.promote_button.setEnabled(False)
         self.discard_button.setEnabled(False)
-        signal.emit(self.result or {})
+        if self.result is not None:
+            signal.emit(self.result)
 
     # ---- tables
 
-    def _fill_table(self, result: dict[str, Any]) -> None:
-        current, candidate = result.get("current", {}), result.get("candidate_metrics", {})
-        labels = next((m.get("labels") for m in (*current.values(), *candidate.values()) if m.get("labels")), [])
+    def _fill_table(self, outcome: RetrainOutcome) -> None:
+        labels = outcome.current.base_test.labels
         rows = [("accuracy", "accuracy"), ("macro_f1", "macro-F1")] + [(f"recall:{c}", f"recall {c}") for c in labels]
         self.table.setRowCount(len(rows) + 1)
         self.table.setColumnCount(2 * len(PARTS))
@@ -152,32 +152,30 @@ class RetrainDialog(QDialog):
             [f"{title}\n{who}" for _, title in PARTS for who in ("current", "candidate")])
         self.table.setVerticalHeaderLabels(["images"] + [title for _, title in rows])
         for col, (part, _) in enumerate(PARTS):
-            for offset, metrics in enumerate((current.get(part, {}), candidate.get(part, {}))):
+            for offset, scores in enumerate((getattr(outcome.current, part), getattr(outcome.candidate_metrics, part))):
                 column = 2 * col + offset
-                self.table.setItem(0, column, QTableWidgetItem(str(metrics.get("count", 0))))
+                self.table.setItem(0, column, QTableWidgetItem(str(scores.count)))
                 for row, (key, _) in enumerate(rows, start=1):
-                    value = metric_value(metrics, key)
+                    value = metric_value(scores, key)
                     item = QTableWidgetItem("—" if value is None else f"{value:.3f}")
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                     self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
 
-    def _fill_confusions(self, result: dict[str, Any]) -> None:
+    def _fill_confusions(self, outcome: RetrainOutcome) -> None:
         while self.confusions.count():
             widget = self.confusions.takeAt(0).widget()
             if widget is not None:
                 widget.deleteLater()
-        for col, (who, key) in enumerate((("current", "current"), ("candidate", "candidate_metrics"))):
-            metrics = result.get(key, {}).get("decisions", {})
+        for col, (who, scores) in enumerate((("current", outcome.current), ("candidate", outcome.candidate_metrics))):
             self.confusions.addWidget(QLabel(f"Held-out decisions, {who} (rows: operator label)"), 0, col)
-            self.confusions.addWidget(confusion_table(metrics.get("confusion", []), metrics.get("labels", [])), 1, col)
+            self.confusions.addWidget(confusion_table(scores.decisions.confusion, scores.decisions.labels), 1, col)
 
 
-def metric_value(metrics: dict[str, Any], key: str) -> float | None:
+def metric_value(scores: Scores, key: str) -> float | None:
     if key.startswith("recall:"):
-        per_class = metrics.get("per_class", {}).get(key.split(":", 1)[1])
-        return None if not per_class or not per_class.get("support") else float(per_class["recall"])
-    return None if not metrics.get("count") else float(metrics.get(key, 0.0))
+        return scores.recall(key.split(":", 1)[1])
+    return None if not scores.count else float(getattr(scores, key))
 
 
 def confusion_table(matrix: list[list[int]], labels: list[str]) -> QTableWidget:

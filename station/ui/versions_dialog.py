@@ -21,30 +21,36 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from training.messages import RetrainReport
+
 COLUMNS = ("version", "status", "mode", "parent", "created / first seen",
            "held-out macro-F1 (running → this)", "base-test macro-F1 (running → this)")
 BUNDLED = "bundled"
 
 
-def macro_f1(metrics: dict[str, Any] | None, model: str, part: str) -> float | None:
-    """A retraining's score: ``model`` "current" (the model running then) or "candidate_metrics"."""
-    value = ((metrics or {}).get(model) or {}).get(part, {}).get("macro_f1")
-    return None if value is None else float(value)
+def stored_report(metrics: dict[str, Any] | None) -> RetrainReport | None:
+    """The retraining report a version row keeps (None for a bundled model or a row in an older shape)."""
+    if not metrics:
+        return None
+    try:
+        return RetrainReport.from_json(metrics)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-def score_text(metrics: dict[str, Any] | None, part: str) -> str:
-    """The running model's score next to the candidate's: "0.412 → 0.530"."""
-    now, new = macro_f1(metrics, "current", part), macro_f1(metrics, "candidate_metrics", part)
-    if new is None:
+def score_text(report: RetrainReport | None, part: str) -> str:
+    """The running model's macro-F1 then, next to the candidate's: "0.412 → 0.530"."""
+    if report is None:
         return "—"
-    return f"{new:.3f}" if now is None else f"{now:.3f} → {new:.3f}"
+    now, new = getattr(report.current, part).macro_f1, getattr(report.candidate_metrics, part).macro_f1
+    return f"{now:.3f} → {new:.3f}"
 
 
 def bundle_test_f1(folder: Path) -> str:
     """A shipped bundle's own test-split macro-F1 (its metrics.json), "—" when unknown."""
     try:
-        value = json.loads((folder / "metrics.json").read_text()).get("macro_f1")
-    except (OSError, ValueError, AttributeError):
+        value = json.loads((folder / "metrics.json").read_text())["macro_f1"]
+    except (OSError, ValueError, KeyError, TypeError):
         return "—"
     return "—" if not isinstance(value, int | float) else f"{value:.3f} (its test split)"
 
@@ -88,11 +94,12 @@ class VersionsDialog(QDialog):
         self.records = list(records)
         self.table.setRowCount(len(self.records))
         for row, record in enumerate(self.records):
-            base_test = score_text(record.metrics, "base_test")
+            report = stored_report(record.metrics)
+            base_test = score_text(report, "base_test")
             if base_test == "—" and record.mode == BUNDLED and self.folder_of is not None:
                 base_test = bundle_test_f1(self.folder_of(record))
             values = (record.version, record.status, record.mode, record.parent or "—", date_text(record),
-                      score_text(record.metrics, "decisions"), base_test)
+                      score_text(report, "decisions"), base_test)
             for col, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
                 if record.status == "active":

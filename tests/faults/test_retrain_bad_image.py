@@ -30,7 +30,7 @@ def test_truncated_image_is_skipped_and_named(station_dir, monkeypatch, mode: st
     path.write_bytes(path.read_bytes()[:200])  # truncated on disk
     events: list[dict] = []
     result = run_retrain(RetrainJob(data_dir, bundle, mode=mode), events.append)
-    assert result["decisions"] == 14
-    [bad] = result["skipped_unreadable_images"]
-    assert bad["id"] == victim.id and bad["path"] == str(path) and bad["reason"]
-    assert any(str(victim.id) in e["phase"] and str(path) in e["phase"] for e in events)
+    assert result.decisions == 14
+    [bad] = result.skipped_unreadable_images
+    assert bad.id == victim.id and bad.path == str(path) and bad.reason
+    assert any(str(victim.id) in e.phase and str(path) in e.phase for e in events)

@@ -14,6 +14,7 @@ from station.settings import bundled_model_dir
 from station.storage import Storage
 from tests.conftest import CLASSES
 from tests.faults.helpers import assert_data_folder_intact, decision
+from training.messages import RetrainProgress
 
 TIMEOUT_S = 300
 
@@ -31,8 +32,8 @@ def test_killed_retraining_leaves_models_and_database_as_they_were(tmp_path: Pat
     try:
         while True:
             event = events.get(timeout=TIMEOUT_S)
-            assert event["type"] == "progress", event
-            if event["phase"] == phase:
+            assert isinstance(event, RetrainProgress), event
+            if event.phase == phase:
                 os.kill(child.pid, signal.SIGKILL)
                 break
     finally:

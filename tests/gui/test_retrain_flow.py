@@ -45,9 +45,9 @@ def test_retrain_button_progress_result_and_hot_swap(
     with qtbot.waitSignal(worker.retrain_finished, timeout=RETRAIN_MS) as finished:
         pass
     result = finished.args[0]
-    assert result["promoted"] and result["version"] == "r1"
+    assert result.promoted and result.version == "r1"
     assert window.retrain_dialog.pages.currentIndex() == 1  # the result view
-    assert result["candidate_metrics"]["decisions"]["accuracy"] > result["current"]["decisions"]["accuracy"]
+    assert result.candidate_metrics.decisions.accuracy > result.current.decisions.accuracy
     qtbot.waitUntil(lambda: window.inference.classifier.version == "r1", timeout=RETRAIN_MS)
     qtbot.waitUntil(lambda: window.desk.shown is not None and window.desk.shown.model_version == "r1",
                     timeout=RETRAIN_MS)

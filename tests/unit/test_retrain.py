@@ -43,13 +43,13 @@ def test_fast_retrain_learns_the_site_and_writes_a_candidate(
     result = retrain(request, events.append)
     # every decision trains the candidate; all 60 were judged live, so all 60 are scored, cross-validated
     assert result.counts == {"base_train": 12, "site_train": 60, "site_judged": 60}
-    assert result.candidate_metrics["decisions"]["count"] == 60
-    assert result.current["decisions"]["accuracy"] == pytest.approx(10 / 60)  # "cardboard" for everything
-    assert result.candidate_metrics["decisions"]["accuracy"] >= 0.5  # 3x chance; tiny-model features vary by run
+    assert result.candidate_metrics.decisions.count == 60
+    assert result.current.decisions.accuracy == pytest.approx(10 / 60)  # "cardboard" for everything
+    assert result.candidate_metrics.decisions.accuracy >= 0.5  # 3x chance; tiny-model features vary by run
     assert result.paired is not None and result.paired.p_better < 0.05
     assert result.gate_rule in ("site-better", "base-drop")  # the 1-epoch test model's base score is noise
-    assert sum(e["phase"] == "cross-validation" for e in events) == 5
-    assert [e["phase"] for e in events][-1] == "done"
+    assert sum(e.phase == "cross-validation" for e in events) == 5
+    assert [e.phase for e in events][-1] == "done"
     candidate = load_bundle(result.candidate)
     assert candidate.labels == CLASSES
     assert not (tmp_path / "cache").exists()  # the bundle's own base-embeddings.npz served; nothing computed
@@ -106,16 +106,16 @@ def test_full_retrain_fine_tunes_the_backbone_top_and_scores_on_images(
     request = RetrainRequest(run, site_photos(tmp_path / "site", 5), tmp_path / "models" / "f1", tmp_path / "cache",
                              base_data_dir=data, mode="full", epochs=2, learning_rate=1e-3)
     result = retrain(request, events.append)
-    assert any(e["phase"].startswith("fine-tune epoch") for e in events)
+    assert any(e.phase.startswith("fine-tune epoch") for e in events)
     # a fifth of the judged decisions (one of 5 per class) is kept out of this run to judge it
     assert result.counts == {"base_train": 12, "site_train": 24, "site_judged": 6}
-    assert result.candidate_metrics["decisions"]["count"] == 6
-    assert result.candidate_metrics["base_test"]["count"] == 6
+    assert result.candidate_metrics.decisions.count == 6
+    assert result.candidate_metrics.base_test.count == 6
     parent, candidate = load_bundle(run), load_bundle(result.candidate)
     changed = [not np.allclose(a, b) for a, b in zip(parent.model.get_weights(), candidate.model.get_weights(),
                                                        strict=True)]
     assert any(changed) and not all(changed)  # the top moved, the frozen bottom did not
-    assert json.loads((result.candidate / "config.json").read_text())["mode"] == "full"
+    assert json.loads((Path(result.candidate) / "config.json").read_text())["mode"] == "full"
     # Its new backbone is converted once, here in the retraining process, for the station's LiteRT backend.
     assert bundle_backbone_sha256(result.candidate) == backbone_sha256(candidate.model) != backbone_sha256(parent.model)
 

@@ -25,8 +25,10 @@ from station.cli import entry
 from station.retraining import RetrainJob, child_main, clean_partials, current_model, run_retrain
 from station.storage import NewDecision, Storage, StorageError
 from tests.conftest import CLASSES
+from tests.fixture_outcomes import outcome, paired, report, scores
 from training import retrain as core
 from training.errors import TrainingError
+from training.messages import PartScores, RetrainFailed, RetrainOutcome, RetrainProgress, RetrainStopped
 
 LABELS = ["a", "b", "c"]
 
@@ -63,11 +65,6 @@ def fake_bundle(folder: Path, labels: list[str] = LABELS) -> Path:
     return folder
 
 
-def part(accuracy: float, count: int = 4) -> dict[str, Any]:
-    return {"count": count, "accuracy": accuracy, "macro_f1": accuracy, "labels": LABELS,
-            "per_class": {label: {"recall": accuracy} for label in LABELS}, "confusion": [[count]]}
-
-
 class FakeCore:
     """Stands in for ``training.retrain.retrain``: records the request, writes the candidate folder, reports."""
 
@@ -77,7 +74,7 @@ class FakeCore:
 
     def __call__(self, request: core.RetrainRequest, progress: Any = None, cancelled: Any = lambda: False):
         self.requests.append(request)
-        progress({"phase": "fit head", "done": 2, "total": 4, "elapsed": 1.0, "eta": 1.0})
+        progress(RetrainProgress("fit head", 2, 4, 1.0, 1.0))
         # what the real core leaves while writing: a partial work folder, then the renamed bundle
         partial = request.out.parent / f".{request.out.name}.partial-x1"
         partial.mkdir(parents=True)
@@ -87,14 +84,13 @@ class FakeCore:
         (request.out / "model.keras").write_bytes(b"stub")
         shutil.copy(request.parent / "labels.json", request.out / "labels.json")
         shutil.rmtree(partial)
-        progress({"phase": "done", "done": 4, "total": 4, "elapsed": 2.0, "eta": 0.0})
+        progress(RetrainProgress("done", 4, 4, 2.0, 0.0))
         counts = {"base_train": 12, "site_train": len(request.samples),
                   "site_judged": sum(s.running_label is not None for s in request.samples)}
         reason = "stub gate passed" if self.gate_passed else "held-out decisions macro-F1 did not rise"
-        return core.RetrainReport(
-            request.out, {"decisions": part(0.25), "base_test": part(0.5)},
-            {"decisions": part(0.75), "base_test": part(0.5)}, counts, 2.0, self.gate_passed, reason,
-        )
+        return report(request.out, self.gate_passed, counts=counts, gate_reason=reason,
+                      current=PartScores(scores(0.25, labels=LABELS), scores(0.5, labels=LABELS)),
+                      candidate_metrics=PartScores(scores(0.75, labels=LABELS), scores(0.5, labels=LABELS)))
 
 
 @pytest.fixture
@@ -157,31 +153,31 @@ def test_auto_promotes_only_when_the_gate_passes(
 ) -> None:
     data_dir, bundle = station_dir
     stub(monkeypatch, FakeCore(gate_passed=False))
-    events: list[dict] = []
+    events: list[RetrainProgress] = []
     result = run_retrain(RetrainJob(data_dir, bundle), events.append)
-    assert (result["version"], result["parent"], result["gate_passed"], result["promoted"]) == (
+    assert (result.version, result.parent, result.gate_passed, result.promoted) == (
         "r1", "bundle-a", False, False)
     assert versions(data_dir) == {"r1": "candidate", "bundle-a": "active"}  # the running model stays
 
     stub(monkeypatch, FakeCore(gate_passed=True))
     result = run_retrain(RetrainJob(data_dir, bundle), events.append)
-    assert (result["version"], result["parent"], result["promoted"], result["status"]) == ("r2", "bundle-a", True,
+    assert (result.version, result.parent, result.promoted, result.status) == ("r2", "bundle-a", True,
                                                                                             "active")
     assert versions(data_dir) == {"r2": "active", "r1": "candidate", "bundle-a": "retired"}
-    assert [e["phase"] for e in events[:3]] == ["preparing", "fit head", "done"]
+    assert [e.phase for e in events[:3]] == ["preparing", "fit head", "done"]
 
-    json.loads(json.dumps(result))  # JSON-able
-    assert result["candidate"] == str(data_dir / "models" / "r2")
-    assert result["current"]["decisions"]["accuracy"] == 0.25
-    assert result["candidate_metrics"]["decisions"]["per_class"]["a"]["recall"] == 0.75
+    assert RetrainOutcome.from_json(json.loads(json.dumps(result.to_json()))) == result  # JSON and back
+    assert result.candidate == str(data_dir / "models" / "r2")
+    assert result.current.decisions.accuracy == 0.25
+    assert result.candidate_metrics.decisions.recall("a") == 0.75
     # every decision trains; all 15 were judged live by the running model, so all 15 count for the gate
-    assert result["counts"] == {"base_train": 12, "site_train": 15, "site_judged": 15}
-    assert result["decisions"] == 15
-    assert result["classes_without_decisions"] == [] and isinstance(result["seconds"], float)
+    assert result.counts == {"base_train": 12, "site_train": 15, "site_judged": 15}
+    assert result.decisions == 15
+    assert result.classes_without_decisions == [] and isinstance(result.seconds, float)
     with Storage(data_dir) as storage:
         row = storage.get_version("r2")
         assert row is not None and row.mode == "fast" and row.path == "models/r2"
-        assert row.counts == result["counts"] and row.metrics["gate_reason"] == "stub gate passed"
+        assert row.counts == result.counts and row.metrics["gate_reason"] == "stub gate passed"
         assert row.metrics["candidate_metrics"]["decisions"]["macro_f1"] == 0.75
 
 
@@ -194,7 +190,7 @@ def test_promotion_policies(
     data_dir, bundle = station_dir
     stub(monkeypatch, FakeCore(gate_passed=gate_passed))
     result = run_retrain(RetrainJob(data_dir, bundle, promote=policy))
-    assert result["promoted"] is promoted
+    assert result.promoted is promoted
     with Storage(data_dir) as storage:
         assert current_model(storage, bundle)[0] == ("r1" if promoted else "bundle-a")
         assert storage.get_version("r1").status == ("active" if promoted else "candidate")  # type: ignore[union-attr]
@@ -240,7 +236,7 @@ def test_embeddings_are_reused_only_from_the_parents_backbone(
     np.testing.assert_array_equal(fake.requests[0].samples[0].embedding, emb)
     assert fake.requests[0].parent == data_dir / "models" / "r1"
     assert fake.requests[0].cache_dir == data_dir / "cache"
-    assert result["skipped_missing_images"] == 1 and result["parent"] == "r1" and result["version"] == "r4"
+    assert result.skipped_missing_images == 1 and result.parent == "r1" and result.version == "r4"
 
 
 def test_classes_without_decisions_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,7 +244,7 @@ def test_classes_without_decisions_are_named(tmp_path: Path, monkeypatch: pytest
     store_decisions(data_dir, [f for f in site_frames(3, LABELS) if f[0] != "b"], LABELS, None)
     stub(monkeypatch)
     result = run_retrain(RetrainJob(data_dir, fake_bundle(tmp_path / "bundle-a")))
-    assert result["classes_without_decisions"] == ["b"]
+    assert result.classes_without_decisions == ["b"]
 
 
 # ------------------------------------------------------------------------------------------------ failures
@@ -319,7 +315,7 @@ def test_clean_partials(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ child process
 
 
-def drain(events: queue.Queue) -> list[dict]:
+def drain(events: queue.Queue) -> list[Any]:
     out = []
     while not events.empty():
         out.append(events.get_nowait())
@@ -334,9 +330,9 @@ def test_child_main_in_process_emits_progress_then_result(
     events: queue.Queue = queue.Queue()
     child_main(RetrainJob(data_dir, bundle), events, threading.Event())
     got = drain(events)
-    assert [e["type"] for e in got] == ["progress"] * 3 + ["result"]
-    assert got[1] == {"type": "progress", "phase": "fit head", "done": 2, "total": 4, "elapsed": 1.0, "eta": 1.0}
-    assert got[-1]["result"]["version"] == "r1" and got[-1]["result"]["promoted"] is True
+    assert [type(e) for e in got] == [RetrainProgress] * 3 + [RetrainOutcome]
+    assert got[1] == RetrainProgress("fit head", 2, 4, 1.0, 1.0)
+    assert got[-1].version == "r1" and got[-1].promoted is True
 
 
 def test_child_main_reports_cancel_and_errors(
@@ -348,16 +344,15 @@ def test_child_main_reports_cancel_and_errors(
     cancel.set()
     stub(monkeypatch)
     child_main(RetrainJob(data_dir, bundle), events, cancel)
-    assert drain(events)[-1] == {"type": "cancelled"}
+    assert drain(events)[-1] == RetrainStopped()
 
     child_main(RetrainJob(data_dir, bundle, mode="quick"), events, threading.Event())
-    assert drain(events) == [
-        {"type": "error", "message": "unknown retraining mode 'quick'; use --mode fast or --mode full"}]
+    assert drain(events) == [RetrainFailed("unknown retraining mode 'quick'; use --mode fast or --mode full")]
 
     stub(monkeypatch, FakeCore(fail=ValueError("bad shape")))
     with caplog.at_level(logging.ERROR, logger="station.retraining"):
         child_main(RetrainJob(data_dir, bundle), events, threading.Event())
-    assert drain(events)[-1] == {"type": "error", "message": "ValueError: bad shape"}
+    assert drain(events)[-1] == RetrainFailed("ValueError: bad shape")
     assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records)  # traceback logged
     assert leftovers(data_dir) == [] and versions(data_dir) == {}
 
@@ -376,9 +371,10 @@ def test_cli_prints_progress_to_stderr_and_the_json_line_with_json(
     [line] = out.strip().splitlines()
     last = json.loads(line)
     assert last["candidate"] == str(data_dir / "models" / "r1") and last["promoted"] is False
-    assert isinstance(last["seconds"], float)
+    assert isinstance(last["seconds"], float) and last["mode"] == "fast" and last["status"] == "candidate"
     assert last["current"]["decisions"]["accuracy"] == 0.25
     assert last["candidate_metrics"]["base_test"]["macro_f1"] == 0.5
+    assert RetrainOutcome.from_json(last).version == "r1"  # the JSON line reads back into the same type
     assert [line.split("  (")[0] for line in err.splitlines()] == ["preparing", "fit head"]  # one line per phase
 
 
@@ -430,27 +426,27 @@ def test_real_fast_retrain_learns_the_site_and_becomes_active(
     events: list[dict] = []
     result = run_retrain(RetrainJob(data_dir, run, promote="always", base_data_dir=data), events.append)
 
-    assert result["counts"]["site_train"] == result["counts"]["site_judged"] == 60
-    assert result["candidate_metrics"]["decisions"]["count"] == 60  # cross-validated, all of them
-    assert result["current"]["decisions"]["accuracy"] == 0.0  # the running model's live predictions were all wrong
-    assert result["gate_rule"] in ("site-better", "base-drop")  # the 1-epoch test model's base score is noise
-    assert result["candidate_metrics"]["decisions"]["accuracy"] >= 0.5  # 3x chance; tiny-model features vary by run
-    assert result["promoted"] is True and result["parent"] == run.name and result["version"] == "r1"
-    assert events[0]["phase"] == "preparing" and events[-1]["phase"] == "done"
-    json.dumps(result)
+    assert result.counts["site_train"] == result.counts["site_judged"] == 60
+    assert result.candidate_metrics.decisions.count == 60  # cross-validated, all of them
+    assert result.current.decisions.accuracy == 0.0  # the running model's live predictions were all wrong
+    assert result.gate_rule in ("site-better", "base-drop")  # the 1-epoch test model's base score is noise
+    assert result.candidate_metrics.decisions.accuracy >= 0.5  # 3x chance; tiny-model features vary by run
+    assert result.promoted is True and result.parent == run.name and result.version == "r1"
+    assert events[0].phase == "preparing" and events[-1].phase == "done"
+    assert RetrainOutcome.from_json(json.loads(json.dumps(result.to_json()))) == result  # real numbers, JSON and back
 
     from training.model import load_bundle
 
-    assert load_bundle(result["candidate"]).labels == CLASSES
+    assert load_bundle(result.candidate).labels == CLASSES
     assert leftovers(data_dir) == [data_dir / "models" / "r1"]  # no partial folders
     assert versions(data_dir) == {"r1": "active", run.name: "retired"}
     with Storage(data_dir) as storage:
         assert current_model(storage, run) == ("r1", data_dir / "models" / "r1")
-        assert storage.get_version("r1").metrics["gate_passed"] == result["gate_passed"]  # type: ignore[union-attr]
+        assert storage.get_version("r1").metrics["gate_passed"] == result.gate_passed  # type: ignore[union-attr]
 
     # r1 keeps the bundled backbone: its retraining uses the embeddings shipped in that bundle, not the base data.
     second = run_retrain(RetrainJob(data_dir, run, promote="never", base_data_dir=tmp_path / "no-base-data"))
-    assert second["parent"] == "r1" and second["counts"]["base_train"] == result["counts"]["base_train"]
+    assert second.parent == "r1" and second.counts["base_train"] == result.counts["base_train"]
     assert not (data_dir / "cache").exists()  # nothing had to be computed
 
 
@@ -465,10 +461,10 @@ def test_real_spawned_child(trained_run: tuple[Path, Path, str], tmp_path: Path)
     job = RetrainJob(data_dir, run, promote="never", base_data_dir=data)
     process = context.Process(target=child_main, args=(job, events, cancel), daemon=True)
     process.start()
-    got: list[dict] = []
+    got: list[Any] = []
     deadline = time.monotonic() + 180
     try:
-        while (not got or got[-1]["type"] == "progress") and time.monotonic() < deadline:
+        while (not got or isinstance(got[-1], RetrainProgress)) and time.monotonic() < deadline:
             try:
                 got.append(events.get(timeout=1.0))
             except queue.Empty:
@@ -479,10 +475,10 @@ def test_real_spawned_child(trained_run: tuple[Path, Path, str], tmp_path: Path)
         if process.is_alive():
             process.terminate()
             process.join(5)
-    assert got and got[-1]["type"] == "result", got[-1:]
+    assert got and isinstance(got[-1], RetrainOutcome), got[-1:]
     assert process.exitcode == 0
-    assert {e["type"] for e in got[:-1]} == {"progress"} and got[-2]["phase"] == "done"
-    assert got[-1]["result"]["promoted"] is False
+    assert {type(e) for e in got[:-1]} == {RetrainProgress} and got[-2].phase == "done"
+    assert got[-1].promoted is False
     assert versions(data_dir) == {"r1": "candidate", run.name: "active"}
     assert not list((data_dir / "models").glob(".*"))
 
@@ -519,8 +515,7 @@ def test_learning_trigger_counts_decisions_and_waits_for_a_running_one() -> None
 def test_outcome_line_names_the_version_the_verdict_and_the_rule() -> None:
     from station.retraining import outcome_line
 
-    result = {"version": "r4", "promoted": True, "gate_rule": "site-better",
-              "paired": {"count": 40, "running_correct": 20, "candidate_correct": 30}}
+    result = outcome(Path("r4"), "r4", gate_rule="site-better", paired=paired(40, 20, 30))
     assert outcome_line(result) == "r4 now running (site-better, site 50% → 75% of 40)"
-    assert outcome_line({"version": "r5", "promoted": False, "gate_rule": "no-site-decisions", "paired": None}) == (
-        "r5 kept as a candidate (no-site-decisions)")
+    declined = outcome(Path("r5"), "r5", promoted=False, gate_rule="no-site-decisions", paired=None)
+    assert outcome_line(declined) == "r5 kept as a candidate (no-site-decisions)"

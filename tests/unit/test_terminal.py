@@ -1,10 +1,11 @@
-"""What ``station retrain`` prints: one progress line per phase, a summary generic over the outcome."""
+"""What ``station retrain`` prints: one progress line per phase, then a summary of the outcome."""
 
 from __future__ import annotations
 
 import io
 
 from station.terminal import ProgressBars, phase_key, retrain_summary
+from training.messages import Mode, PartScores, RetrainOutcome, RetrainProgress, Scores
 
 
 class Clock:
@@ -18,7 +19,7 @@ class Clock:
 def feed(bars: ProgressBars, clock: Clock, events: list[tuple[float, str, int, int]]) -> None:
     for moment, phase, done, total in events:
         clock.now = moment
-        bars({"phase": phase, "done": done, "total": total})
+        bars(RetrainProgress(phase, done, total))
 
 
 def test_one_line_per_phase_with_its_own_count_and_duration() -> None:
@@ -51,20 +52,20 @@ def test_phase_key() -> None:
     assert phase_key("fine-tune epoch 12") == "fine-tune epoch" and phase_key("fit head") == "fit head"
 
 
-def metrics(accuracy: float, f1: float, count: int) -> dict:
-    return {"count": count, "accuracy": accuracy, "macro_f1": f1, "per_class": {"a": {"recall": 1.0}}}
+def scores(accuracy: float, f1: float, count: int) -> Scores:
+    return Scores(count=count, accuracy=accuracy, macro_f1=f1, labels=["a"])
 
 
-def test_summary_has_the_verdict_every_gate_field_and_current_vs_candidate() -> None:
-    result = {
-        "version": "r3", "mode": "fast", "parent": "bundled-v2", "promoted": False, "status": "candidate",
-        "gate_passed": False, "gate_reason": "base test macro-F1 dropped by 0.042 (> 0.01)",
-        "gate_rule": "base-test drop",  # a field a later gate may add: shown without code changes
-        "current": {"decisions": metrics(0.214, 0.140, 70), "base_test": metrics(0.776, 0.766, 379)},
-        "candidate_metrics": {"decisions": metrics(0.357, 0.345, 70), "base_test": metrics(0.739, 0.724, 379)},
-        "counts": {"base_train": 1769, "site_train": 309}, "seconds": 4.7, "candidate": "/data/models/r3",
-    }
-    text = retrain_summary(result)
+def test_summary_has_the_verdict_the_gate_and_current_vs_candidate() -> None:
+    outcome = RetrainOutcome(
+        version="r3", mode=Mode.FAST, parent="bundled-v2", promoted=False, status="candidate", decisions=309,
+        gate_passed=False, gate_reason="base test macro-F1 dropped by 0.042 (> 0.01)", gate_rule="base-test drop",
+        current=PartScores(scores(0.214, 0.140, 70), scores(0.776, 0.766, 379)),
+        candidate_metrics=PartScores(scores(0.357, 0.345, 70), scores(0.739, 0.724, 379)),
+        counts={"base_train": 1769, "site_train": 309}, seconds=4.7, candidate="/data/models/r3",
+        paired=None, site_share=0.8,
+    )
+    text = retrain_summary(outcome)
     lines = text.splitlines()
     assert lines[0] == "candidate r3 (fast retrain of bundled-v2): not promoted: kept as candidate"
     assert "  reason: base test macro-F1 dropped by 0.042 (> 0.01)" in lines
