@@ -537,6 +537,9 @@ class _FolderLock:
         try:
             self._fcntl.flock(self._fd, self._fcntl.LOCK_EX | self._fcntl.LOCK_NB)
         except OSError:
+            # A failed conversion has already dropped the shared lock (flock(2): not atomic): take it back,
+            # or a later Storage would sweep the temporary files this one is writing.
+            self.share()
             return False
         return True
 

@@ -479,6 +479,18 @@ def test_storages_opening_together_never_sweep_each_others_write_test(data_dir: 
     assert not list(data_dir.glob(".write-test-*"))
 
 
+def test_a_storage_that_could_not_sweep_still_holds_the_folder(data_dir: Path) -> None:
+    first = Storage(data_dir)
+    second = Storage(data_dir)  # cannot sweep while the first is open
+    assert second.swept.skipped
+    first.close()
+    with Storage(data_dir) as third:  # the second is still open: no sweeping under its writes
+        assert third.swept.skipped
+    second.close()
+    with Storage(data_dir) as alone:
+        assert not alone.swept.skipped
+
+
 # ---------------------------------------------------------------------------------------------- model versions
 
 
