@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,7 @@ def add_command(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentPar
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # no TensorFlow yet: --help and mistakes are answered at once
     quiet_libraries(args.verbose)
+    show_progress_lines()
     try:
         check_data_dir(args)
         import_tensorflow()  # every command uses it; its start-up notes filtered unless --verbose
@@ -136,6 +138,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing was written to the output folder", file=sys.stderr)
         return 130
+
+
+class StdoutLines(logging.Handler):
+    """Each record as a plain line: progress on stdout, warnings and errors on stderr (the streams are looked up
+    per line, so redirecting them works)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout, flush=True)
+
+
+def show_progress_lines() -> None:
+    """What the pipeline logs (split, phases, results) goes to stdout as plain lines, once."""
+    logger = logging.getLogger("training")
+    if not any(isinstance(h, StdoutLines) for h in logger.handlers):
+        logger.addHandler(StdoutLines())
+    logger.setLevel(logging.INFO)
 
 
 def check_data_dir(args: argparse.Namespace) -> None:

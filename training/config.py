@@ -3,7 +3,9 @@ from these defaults without importing TensorFlow."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass
@@ -34,6 +36,13 @@ class TrainConfig:
     test_fraction: float = 0.15
     init_from: str = ""  # optional bundle whose weights start the run (continue training)
     base_embeddings: bool = True  # store the split's embeddings in the bundle (fast retraining)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A bundle's ``config.json``; the keys a bundle adds beside the settings (``class_names``, and
+        ``parent``/``mode`` of a retrained one) are not settings and are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
     @property
     def from_scratch(self) -> bool:

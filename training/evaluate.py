@@ -143,7 +143,7 @@ def evaluate_bundle(bundle: Bundle, data_dir: str | Path, split: str, out_dir: P
         split=split,
         split_counts=counts,
         image_size=bundle.image_size,
-        weights=bundle.config.get("weights"),
+        weights=bundle.config.weights if bundle.config else None,
     )
     return metrics
 

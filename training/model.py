@@ -7,12 +7,14 @@ A model never travels without its labels.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from training.config import TrainConfig
 from training.errors import TrainingError
 from training.files import read_json, read_labels, write_json
 
@@ -76,15 +78,25 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_NAME)
 
 
+def block_of(layer_name: str) -> str:
+    """EfficientNetV2's unit a layer belongs to: ``block6c`` for ``block6c_expand_conv``, else its first word
+    (``stem``, ``top``)."""
+    match = re.match(r"(block\d+[a-z]+)_", layer_name)
+    return match.group(1) if match else layer_name.split("_", 1)[0]
+
+
 def unfreeze_top(model: keras.Model, fraction: float = 0.3) -> int:
-    """Make the top ``fraction`` of backbone layers trainable, keeping BatchNorm frozen.
+    """Make the top ``fraction`` of backbone layers trainable, cut on a block boundary (a block is never half
+    trained: its squeeze-excite and residual parts move together), keeping BatchNorm frozen.
 
     Returns how many layers became trainable. Recompile the model afterwards.
     """
     backbone = backbone_of(model)
     backbone.trainable = True
     layers = backbone.layers
-    start = int(len(layers) * (1.0 - fraction))
+    start = min(int(len(layers) * (1.0 - fraction)), len(layers) - 1)
+    while start > 0 and block_of(layers[start - 1].name) == block_of(layers[start].name):
+        start -= 1
     unfrozen = 0
     for i, layer in enumerate(layers):
         trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
@@ -109,7 +121,7 @@ class Bundle:
     model: keras.Model
     labels: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    config: TrainConfig | None = None  # the run's settings (config.json); None when the bundle has none
     _features: keras.Model | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -155,7 +167,14 @@ def load_bundle(folder: str | Path) -> Bundle:
             f"but the model has {outputs} outputs"
         )
     metrics = read_json(folder / "metrics.json", "metrics") if (folder / "metrics.json").exists() else {}
-    config = read_json(folder / "config.json", "config") if (folder / "config.json").exists() else {}
+    config = read_config(folder / "config.json") if (folder / "config.json").exists() else None
     return Bundle(folder, model, labels, metrics, config)
+
+
+def read_config(path: Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_json(read_json(path, "config"))
+    except (TypeError, AttributeError) as exc:  # not an object, or without data_dir / out
+        raise TrainingError(f"{path} is not a training configuration ({exc})") from exc
 
 

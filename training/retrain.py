@@ -366,7 +366,7 @@ def base_embeddings(
 
 def base_data_folder(parent: Bundle, request: RetrainRequest) -> Path:
     """The request's base data, else the parent's training folder (a relative one counts from the bundle)."""
-    data_dir = request.base_data_dir or parent.path / parent.config.get("data_dir", "")
+    data_dir = request.base_data_dir or parent.path / (parent.config.data_dir if parent.config else "")
     if not data_dir.is_dir():
         raise TrainingError(
             f"the base data of {parent.path} is not at {data_dir.resolve()}; give its folder (--base-data)")
@@ -381,7 +381,8 @@ def write_candidate(parent: Bundle, model: keras.Model, request: RetrainRequest,
         save_bundle_files(model, parent.labels, work)
         add_backbone_file(model, work, parent.path, convert_new=request.mode == Mode.FULL)  # fast: the parent's
         write_json(work / "metrics.json", metrics)
-        write_json(work / "config.json", {**parent.config, "parent": str(parent.path), "mode": request.mode})
+        settings = asdict(parent.config) if parent.config else {}
+        write_json(work / "config.json", {**settings, "parent": str(parent.path), "mode": request.mode})
         if (parent.path / "split.json").is_file():
             shutil.copy(parent.path / "split.json", work / "split.json")
         replace_folder(work, request.out)

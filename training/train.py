@@ -1,12 +1,14 @@
 """Two-phase transfer learning, or from scratch with progressive resizing, into a model bundle.
 
 ``train(config, progress)`` is a plain function: the CLI, the tests and the station's
-retraining call it the same way; ``progress`` receives one dict per finished epoch.
+retraining call it the same way; ``progress`` receives one dict per finished epoch, and what it does
+is logged (``training.train``), which the CLI shows on stdout.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import shutil
 import sys
@@ -51,6 +53,7 @@ from training.resume import (
     start_run,
 )
 
+log = logging.getLogger(__name__)  # the CLI shows these lines on stdout (training.cli.show_progress_lines)
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -110,11 +113,11 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
             "test": config.test_fraction,
         },
     )
-    print("split: " + ", ".join(f"{name} {len(split[name])}" for name in SPLITS))
+    log.info("split: " + ", ".join(f"{name} {len(split[name])}" for name in SPLITS))
     y_train = dataset.labels_of(split["train"])
     y_val = dataset.labels_of(split["val"])
     weights = class_weights(y_train, len(dataset.class_names))
-    print("class weights (balanced): " + ", ".join(
+    log.info("class weights (balanced): " + ", ".join(
         f"{name} {weights[i]:.3f}" for i, name in enumerate(dataset.class_names)))
 
     out = Path(config.out).resolve()
@@ -122,7 +125,7 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
     run_folder = resume_folder(out)
     state = start_run(run_folder, asdict(config), resume)
     if state.rows:
-        print(f"resuming {run_folder}: {len(state.rows)} epoch(s) done")
+        log.info(f"resuming {run_folder}: {len(state.rows)} epoch(s) done")
     model, rows = fit_phases(config, dataset, split, y_train, y_val, weights, run_folder, state, progress)
     work = make_work_folder(out)
     try:
@@ -135,26 +138,26 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         bundle = load_bundle(work)
         metrics = evaluate_bundle(bundle, dataset.root, "test", work)
         write_json(work / "metrics.json", metrics)
-        print(f"converting the backbone to LiteRT ({BACKBONE_FILE}) for fast inference")
+        log.info(f"converting the backbone to LiteRT ({BACKBONE_FILE}) for fast inference")
         add_backbone_file(bundle.model, work)
         if config.base_embeddings:
-            print("embedding the train and test splits for fast retraining")
+            log.info("embedding the train and test splits for fast retraining")
             write_base_embeddings(bundle, dataset.root)
         replace_folder(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(run_folder, ignore_errors=True)
-    print(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}; bundle written to {out}")
+    log.info(f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}; bundle written to {out}")
     return metrics
 
 
 def report_dataset(dataset: FolderDataset) -> None:
-    print(f"{len(dataset.items)} images in {len(dataset.class_names)} classes: " + ", ".join(
+    log.info(f"{len(dataset.items)} images in {len(dataset.class_names)} classes: " + ", ".join(
         f"{name} {n}" for name, n in dataset.counts().items()))
     if dataset.bad_files:
-        print(f"left out {len(dataset.bad_files)} unusable file(s):")
+        log.info(f"left out {len(dataset.bad_files)} unusable file(s):")
         for rel, reason in dataset.bad_files:
-            print(f"  {rel}: {reason}")
+            log.info(f"  {rel}: {reason}")
 
 
 def fit_phases(
@@ -185,9 +188,10 @@ def fit_phases(
         initial_epoch = state.phase_epoch if index == state.phase else 0
         phase.history = state.rows_of(phase.name) if initial_epoch else []
         if phase.name == "fine-tune":
-            print(f"unfroze {unfreeze_top(model, config.fine_tune_fraction)} backbone layers (BatchNorm stays frozen)")
+            unfrozen = unfreeze_top(model, config.fine_tune_fraction)
+            log.info(f"unfroze {unfrozen} backbone layers (BatchNorm stays frozen)")
         if phase.image_size not in arrays:
-            print(f"loading images at {phase.image_size} px")
+            log.info(f"loading images at {phase.image_size} px")
             arrays = {phase.image_size: (load_arrays(dataset.root, split["train"], phase.image_size),
                                          load_arrays(dataset.root, split["val"], phase.image_size))}
         x_train, x_val = arrays[phase.image_size]
@@ -211,7 +215,7 @@ def fit_phases(
         callbacks.append(RunCheckpoint(run_folder, state, index, phase.name, rows, phase.history))
         rate = f"cosine learning rate (peak {phase.learning_rate:g})" if phase.cosine else (
             f"learning rate {phase.learning_rate:g}")
-        print(f"== {phase.name}: {phase.epochs} epoch(s) at {phase.image_size} px, {rate}, "
+        log.info(f"== {phase.name}: {phase.epochs} epoch(s) at {phase.image_size} px, {rate}, "
               f"augmentation {phase.augment:.2f}, mixup {phase.mixup:.2f}")
         model.fit(
             train_pipeline(x_train, y_train, sample_weights, num_classes, config.batch_size,

@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import pytest
 
+from training.config import TrainConfig
 from training.errors import TrainingError
 from training.model import (
     backbone_of,
+    block_of,
     build_backbone,
     build_model,
     export_model,
@@ -45,6 +47,21 @@ def test_fine_tuning_unfreezes_top_layers_but_never_batchnorm() -> None:
     assert not backbone.layers[1].trainable_weights  # the bottom stays frozen
 
 
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])
+def test_fine_tuning_cuts_on_a_block_boundary(fraction: float) -> None:
+    model = build_model(3, None, 32)
+    unfreeze_top(model, fraction)
+    layers = backbone_of(model).layers
+    moving = {block_of(layer.name) for layer in layers if layer.trainable}
+    for layer in layers:  # every layer of a block that moves moves too, BatchNorm aside
+        if block_of(layer.name) in moving and not isinstance(layer, keras.layers.BatchNormalization):
+            assert layer.trainable, layer.name
+    cut = next(i for i, layer in enumerate(layers) if layer.trainable)
+    assert block_of(layers[cut - 1].name) != block_of(layers[cut].name)
+    assert cut <= int(len(layers) * (1 - fraction))  # at least the asked share, rounded down to a block start
+    assert block_of("block6c_expand_conv") == "block6c" and block_of("top_conv") == "top"
+
+
 def test_exported_model_computes_the_same_outputs() -> None:
     model = build_model(4, None, None, freeze_backbone=False)
     exported = export_model(model, 32, 4)
@@ -69,6 +86,18 @@ def test_loader_reads_a_good_bundle(bundle_dir: Path) -> None:
     assert bundle.labels == ["a", "b", "c"] and bundle.image_size == 32
     embedding, probs = bundle.feature_model()(np.zeros((1, 32, 32, 3), np.float32))
     assert embedding.shape == (1, 1408) and probs.shape == (1, 3)
+
+
+def test_loader_reads_config_json_into_the_settings(bundle_dir: Path, tmp_path: Path) -> None:
+    copy = broken_copy(bundle_dir, tmp_path)
+    assert load_bundle(copy).config is None  # a bundle without one
+    (copy / "config.json").write_text(json.dumps({"data_dir": "../data", "out": "runs/x", "image_size": 32,
+                                                  "class_names": ["a", "b", "c"], "parent": "p", "mode": "fast"}))
+    config = load_bundle(copy).config
+    assert config == TrainConfig(data_dir="../data", out="runs/x", image_size=32)
+    (copy / "config.json").write_text("[1, 2]")
+    with pytest.raises(TrainingError, match="config.json is not a training configuration"):
+        load_bundle(copy)
 
 
 def test_loader_refuses_missing_model(bundle_dir: Path, tmp_path: Path) -> None:
