@@ -123,7 +123,8 @@ def build_window(settings: Settings, model_dir: Path, started: Started) -> MainW
     window = assemble_window(settings, started.classifier, started.factory, started.demo_reason,
                              retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode,
                                                                  base_data_dir=settings.base_data,
-                                                                 max_base_drop=settings.max_base_drop))
+                                                                 max_base_drop=settings.max_base_drop,
+                                                                 learn_from_auto=settings.learn_from_auto))
     window.inference.prediction_ready.connect(log_first_prediction(window))
     start_workers(window)
     log.info("station %s: model %s, source %s, data in %s", settings.station_name, started.classifier.version,
