@@ -26,9 +26,12 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
+from datetime import timezone
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
+
+from station.storage import DecisionRecord
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,22 @@ def check_station_for_topic(station: str) -> str:
         raise ValueError(f"station name {station!r} cannot be part of an MQTT topic"
                          + (f" (it contains {' '.join(map(repr, bad))})" if bad else ""))
     return station
+
+
+def decision_event(record: DecisionRecord, bin_name: str) -> dict[str, Any]:
+    """The JSON payload of one stored decision (README: "MQTT topics and payload")."""
+    return {
+        "item_id": record.item_id or f"decision-{record.id}",  # manual mode has no item: the decision names it
+        "decision_id": record.id,
+        "class": record.operator_label,
+        "bin": bin_name,
+        "confidence": None if record.confidence is None else round(float(record.confidence), 4),
+        "kind": record.kind,
+        "model_version": record.model_version,
+        "station": record.station,
+        "time": record.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "settle_ms": record.settle_ms,
+    }
 
 
 class Outbox:
@@ -195,6 +214,8 @@ class JsonLinesPublisher(EventPublisher):
         self.path = path
 
     def _serve(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         stream: IO[str] = sys.stdout if self.path is None else self.path.open("a", encoding="utf-8")
         try:
             while True:
