@@ -171,6 +171,10 @@ class EventPublisher(ABC):
         self._thread.start()
         return self
 
+    @property
+    def closed(self) -> bool:
+        return self._closing.is_set()
+
     def publish(self, event: Mapping[str, Any]) -> None:
         if self._closing.is_set():
             raise RuntimeError("publish() after close()")

@@ -5,10 +5,11 @@ key, recalibration, the overlay's outline and bin, and the decision events. The 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer
 from PySide6.QtGui import QColor, QKeySequence
 from PySide6.QtWidgets import QApplication, QLabel
 
@@ -26,6 +27,8 @@ from station.ui.keys import bind_key
 if TYPE_CHECKING:
     from station.storage import DecisionRecord
     from station.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
 
 OUTLINE_COLORS = {ARRIVING: QColor("#f1c40f"), SETTLED: QColor("#ffffff"), "decided": QColor("#27ae60")}
 WAITING_ORANGE = QColor("#e67e22")
@@ -133,7 +136,9 @@ class HandsFreeDesk(QObject):
         return completed
 
     def on_decision_saved(self, record: DecisionRecord) -> None:
-        if self.publisher is not None:
+        if self.publisher is not None and self.publisher.closed:
+            log.error("decision %d saved after the events were closed: no event sent for it", record.id)
+        elif self.publisher is not None:
             self.publisher.publish(decision_event(record, self.bins.of(record.operator_label)))
 
     def on_decision_removed(self, record: DecisionRecord) -> None:
@@ -193,8 +198,11 @@ class HandsFreeDesk(QObject):
         return state, QColor("#555555")
 
     def close(self) -> None:
+        """After the storage thread has ended: its last ``decision_saved`` signals are still queued for this
+        thread, so deliver them (and publish their events) before the publisher closes."""
         self.timer.stop()
         self.countdown.stop()
         self.status_timer.stop()
+        QCoreApplication.sendPostedEvents()
         if self.publisher is not None:
             self.publisher.close()
