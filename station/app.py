@@ -15,6 +15,7 @@ from training.quiet import quiet_libraries
 if TYPE_CHECKING:  # Qt, OpenCV and TensorFlow load only once the arguments are known to be good
     from PySide6.QtWidgets import QApplication
 
+    from station.arrival import ArrivalDetector, PhotoArrivals
     from station.camera import FrameSource
     from station.inference import Classifier
     from station.retraining import RetrainJob
@@ -124,7 +125,8 @@ def build_window(settings: Settings, model_dir: Path, started: Started) -> MainW
     window = assemble_window(settings, started.classifier, started.factory, started.demo_reason,
                              retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode,
                                                                  base_data_dir=settings.base_data,
-                                                                 max_base_drop=settings.max_base_drop))
+                                                                 max_base_drop=settings.max_base_drop,
+                                                                 learn_from_auto=settings.learn_from_auto))
     window.inference.prediction_ready.connect(log_first_prediction(window))
     start_workers(window)
     log.info("station %s: model %s, source %s, data in %s", settings.station_name, started.classifier.version,
@@ -173,18 +175,36 @@ def assemble_window(
     retrain_job: Callable[[Mode], RetrainJob] | None = None,
 ) -> MainWindow:
     """Workers, decision desk and window, wired but not started."""
+    from station.bins import Bins
     from station.camera import LatestFrameSlot
     from station.decisions import DecisionDesk
+    from station.events import open_publisher
+    from station.handsfree import HandsFree
     from station.ui.main_window import MainWindow
     from station.workers import CaptureWorker, InferenceWorker, StorageWorker
 
     slot = LatestFrameSlot()
-    capture = CaptureWorker(factory, slot)
+    capture = CaptureWorker(factory, slot, arrival_detector(settings, demo_reason))
     inference = InferenceWorker(classifier, slot)
     storage = StorageWorker(settings.data_dir, settings.station_name)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
-    return MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,
-                      feed_note=feed_note(settings, demo_reason), auto_retrain_every=settings.auto_retrain_every)
+    hands = HandsFree(settings.mode, settings.auto_threshold, settings.auto_delay)
+    publisher = open_publisher(settings.mqtt_url, settings.events_file, settings.station_name, settings.data_dir)
+    window = MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,
+                        feed_note=feed_note(settings, demo_reason), auto_retrain_every=settings.auto_retrain_every,
+                        hands=hands, bins=Bins(settings.bins, classifier.labels), publisher=publisher)
+    window.learning.learn_from_auto = settings.learn_from_auto
+    return window
+
+
+def arrival_detector(settings: Settings, demo_reason: str | None) -> ArrivalDetector | PhotoArrivals:
+    """Image folders (and the demo images): every image is an item; cameras and videos: the arrival detector."""
+    from station.arrival import ArrivalDetector, ArrivalSettings, PhotoArrivals
+
+    if feed_note(settings, demo_reason) is not None:
+        return PhotoArrivals()
+    return ArrivalDetector(ArrivalSettings(min_area=settings.arrival_min_area, settle_s=settings.arrival_settle_s,
+                                           diff_threshold=settings.arrival_threshold))
 
 
 def start_workers(window: MainWindow) -> None:

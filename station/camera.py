@@ -310,11 +310,14 @@ class LatestFrameSlot:
 
     ``put`` replaces a frame nobody took yet (counted in ``dropped``); ``take`` hands each frame
     out at most once. Never a growing queue, so the consumer is never behind by more than one frame.
+    ``put(frame, pin=True)`` is for an item's settled frame, which must be classified: it goes before any
+    other frame and is never replaced (items settle seconds apart, so pinned frames never pile up).
     """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._frame: Frame | None = None
+        self._pinned: deque[Frame] = deque()
         self._dropped = 0
         self._closed = False
 
@@ -328,9 +331,13 @@ class LatestFrameSlot:
         with self._condition:
             return self._closed
 
-    def put(self, frame: Frame) -> None:
+    def put(self, frame: Frame, pin: bool = False) -> None:
         with self._condition:
             if self._closed:
+                return
+            if pin:
+                self._pinned.append(frame)
+                self._condition.notify_all()
                 return
             if self._frame is not None:
                 self._dropped += 1
@@ -349,9 +356,11 @@ class LatestFrameSlot:
     def take(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not yet taken; None on timeout or once closed."""
         with self._condition:
-            self._condition.wait_for(lambda: self._frame is not None or self._closed, timeout)
+            self._condition.wait_for(lambda: self._frame is not None or self._pinned or self._closed, timeout)
             if self._closed:
                 return None
+            if self._pinned:
+                return self._pinned.popleft()
             frame, self._frame = self._frame, None
             return frame
 
@@ -360,6 +369,7 @@ class LatestFrameSlot:
         with self._condition:
             self._closed = True
             self._frame = None
+            self._pinned.clear()
             self._condition.notify_all()
 
 

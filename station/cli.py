@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, run_retrain
-from station.settings import INFERENCE_BACKENDS, Settings, SettingsError, load_settings, model_folder
+from station.settings import INFERENCE_BACKENDS, SORTING_MODES, Settings, SettingsError, load_settings, model_folder
 from station.storage import DB_NAME, Storage, StorageError
 from station.terminal import ProgressBars, retrain_summary
 from training.errors import TrainingError
@@ -27,7 +27,9 @@ from training.quiet import import_tensorflow, quiet_libraries
 COMMANDS = ("retrain", "export", "import")
 IMPORT_PROGRESS_EVERY = 100  # files between progress lines on stderr
 # The window's options: each overrides the settings key of the same name.
-GUI_OPTIONS = ("source", "interval", "threshold", "data_dir", "station_name", "model", "base_data")
+GUI_OPTIONS = ("source", "interval", "threshold", "data_dir", "station_name", "model", "base_data",
+               "auto_retrain_every", "inference_backend", "max_base_drop",
+               "mode", "auto_threshold", "auto_delay", "mqtt_url")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -90,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--max-base-drop", dest="max_base_drop", type=float,
                         help="the promotion gate's allowed fall of base test accuracy below the shipped model's "
                         f"(default: {default('max_base_drop')})")
+    window.add_argument("--mode", choices=SORTING_MODES, help="manual: a key per item; assist: each arriving item is "
+                        "classified once and held for the operator; auto: confident items are confirmed by "
+                        f"themselves (default: {default('mode')})")
+    window.add_argument("--auto-threshold", dest="auto_threshold", type=float,
+                        help="auto mode: confidence to confirm without the operator "
+                        f"(default: {default('auto_threshold')})")
+    window.add_argument("--auto-delay", dest="auto_delay", type=float,
+                        help="auto mode: seconds to step in before it confirms "
+                        f"(default: {default('auto_delay')})")
+    window.add_argument("--mqtt-url", dest="mqtt_url", help="broker for the decision events, e.g. mqtt://host:1883 "
+                        f"(default: {default('mqtt_url', 'none: JSON lines')})")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every library message (TensorFlow, OpenCV) and the station's debug log")
 
@@ -188,6 +201,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
         job = RetrainJob(
             data_dir=settings.data_dir, default_model=model_folder(settings), mode=Mode(args.mode),
             promote=Promote(args.promote), base_data_dir=settings.base_data, max_base_drop=settings.max_base_drop,
+            learn_from_auto=settings.learn_from_auto,
         )
         import_tensorflow()  # quietly, before the retraining imports it
         result = run_retrain(job, progress)

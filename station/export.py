@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 CSV_NAME = "decisions.csv"
 CSV_COLUMNS = (
     "id", "image_path", "sha256", "predicted_label", "confidence", "probabilities", "operator_label", "kind",
-    "model_version", "created_at", "station", "holdout", "file",
+    "model_version", "created_at", "station", "holdout", "item_id", "settle_ms", "touches", "file",
 )
 
 
@@ -82,7 +82,8 @@ def _csv_row(record: DecisionRecord, file: str) -> list[object]:
     return [
         record.id, record.image_path, record.sha256, record.predicted_label, record.confidence,
         json.dumps(record.probabilities), record.operator_label, record.kind, record.model_version,
-        record.created_at.astimezone(timezone.utc).isoformat(), record.station, int(record.holdout), file,
+        record.created_at.astimezone(timezone.utc).isoformat(), record.station, int(record.holdout),
+        record.item_id, record.settle_ms, record.touches, file,
     ]
 
 

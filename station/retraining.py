@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from station.storage import ACTIVE, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
+from station.storage import ACTIVE, AUTO, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
 from training.errors import TrainingError
 from training.files import read_json, read_labels
 from training.messages import (
@@ -60,6 +60,7 @@ class RetrainJob:
     base_data_dir: Path | None = None  # default: the parent bundle's training data folder (its config.json)
     site_share: float | None = None  # None: grows with the number of decisions (training.head.site_share)
     max_base_drop: float = 0.05  # the gate's allowed fall of base test accuracy
+    learn_from_auto: bool = False  # also learn from kind "auto" decisions (the model's own unchecked guesses)
 
 
 @dataclass
@@ -69,9 +70,11 @@ class LearningTrigger:
 
     every: int
     pending: int = 0
+    learn_from_auto: bool = False
 
-    def decision_saved(self) -> None:
-        self.pending += 1
+    def decision_saved(self, kind: str | None = None) -> None:
+        if kind != AUTO or self.learn_from_auto:  # an auto decision teaches nothing new unless asked to
+            self.pending += 1
 
     def due(self, running: bool) -> bool:
         return self.every > 0 and not running and self.pending >= self.every
@@ -186,9 +189,15 @@ def _samples(
                             problem)
                 unreadable.append(SkippedImage(rec.id, str(image), problem))
                 continue
-        running = rec.predicted_label if rec.model_version == parent_name else None
+        # An auto decision's label is the running model's own answer: it may teach (learn_from_auto), never judge.
+        running = rec.predicted_label if rec.model_version == parent_name and rec.kind != AUTO else None
         samples.append(SiteSample(image=image, label=rec.operator_label, embedding=embedding, running_label=running))
     return samples, skipped, unreadable, root or parent_name
+
+
+def learnable(records: list[DecisionRecord], learn_from_auto: bool) -> list[DecisionRecord]:
+    """The decisions retraining may learn from: not the station's own auto-confirmed guesses, unless asked to."""
+    return records if learn_from_auto else [r for r in records if r.kind != AUTO]
 
 
 def _unreadable(image: Path) -> str | None:
@@ -243,10 +252,12 @@ def run_retrain(
     check_job(job)
     started = time.monotonic()
     with Storage(job.data_dir) as storage:
-        records = storage.all_decisions()
+        stored = storage.all_decisions()
+        records = learnable(stored, job.learn_from_auto)
         if not records:
+            left_out = f" ({len(stored)} auto-confirmed ones left out: learn_from_auto = false)" if stored else ""
             raise TrainingError(
-                f"no decisions stored yet in {storage.data_dir}; confirm or correct some items first"
+                f"no decisions stored yet in {storage.data_dir}{left_out}; confirm or correct some items first"
             )
         parent_name, parent_path = _peek_current(storage, job.default_model)
         if not parent_path.is_dir():

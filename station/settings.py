@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ MODELS_DIR = RESOURCES_DIR / "models"
 DEMO_DIR = RESOURCES_DIR / "demo"
 CLI_ORIGIN = "command line"
 INFERENCE_BACKENDS = ("auto", "litert", "keras")  # what may run the backbone (station.inference)
+SORTING_MODES = ("manual", "assist", "auto")  # hands-free sorting (station.handsfree)
 
 
 class SettingsError(Exception):
@@ -53,6 +54,17 @@ class Settings:
     auto_retrain_every: int  # learn in the background after this many new decisions; 0 = only on request
     max_base_drop: float  # the promotion gate's allowed fall of base test accuracy, 0..1
     inference_backend: str = "auto"  # what runs the backbone: "auto" (LiteRT if it agrees), "litert", "keras"
+    # Hands-free sorting (README "Hands-free sorting"); the defaults keep today's key-per-item station.
+    mode: str = "manual"  # "manual" (a key per item), "assist" (held until the operator decides), "auto"
+    auto_threshold: float = 0.9  # auto mode: confirmed by the station at or above this confidence
+    auto_delay: float = 1.0  # auto mode: seconds the operator has to step in before it confirms
+    learn_from_auto: bool = False  # retraining learns from auto-confirmed decisions too (its own unchecked guesses)
+    bins: Mapping[str, str] = field(default_factory=dict)  # class -> bin; a class not named is its own bin
+    mqtt_url: str = ""  # mqtt://host[:port]; "" = no broker: events as JSON lines to events_file
+    events_file: str = ""  # "" = events.jsonl in the data folder, "-" = stdout, else a file
+    arrival_min_area: float = 0.02  # share of the view an item covers at least
+    arrival_settle_s: float = 0.4  # seconds an item holds still before it is classified
+    arrival_threshold: float = 30.0  # per-channel difference from the empty scene (0-255) that is foreground
 
 
 def bundled_model_dir() -> Path:
@@ -136,6 +148,38 @@ def _check_base_drop(value: Any, from_cli: bool) -> float:
     return n
 
 
+def _check_range(name: str, low: float, high: float, what: str, open_low: bool = False
+                 ) -> Callable[[Any, bool], float]:
+    def check(value: Any, from_cli: bool) -> float:
+        n = _number(value, from_cli)
+        if n is None or not (low < n if open_low else low <= n) or not n <= high:  # NaN fails too
+            raise _InvalidValueError(f"{name} must be {what}, got {value!r}")
+        return n
+
+    return check
+
+
+def _check_flag(name: str) -> Callable[[Any, bool], bool]:
+    def check(value: Any, from_cli: bool) -> bool:
+        if isinstance(value, bool):
+            return value
+        if from_cli and isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise _InvalidValueError(f"{name} must be true or false, got {value!r}")
+
+    return check
+
+
+def _check_bins(value: Any, from_cli: bool) -> dict[str, str]:
+    """A table class -> bin name (which classes exist is checked against the model once it is loaded)."""
+    if not isinstance(value, Mapping):
+        raise _InvalidValueError(f"bins must be a table of class = \"bin\", got {value!r}")
+    bad = [f"{k} = {v!r}" for k, v in value.items() if not (isinstance(v, str) and v.strip())]
+    if bad:
+        raise _InvalidValueError(f"bins: each class needs a non-empty bin name, got {', '.join(bad)}")
+    return {str(k): v.strip() for k, v in value.items()}
+
+
 def _check_string(name: str, what: str, allow_empty: bool) -> Callable[[Any, bool], str]:
     def check(value: Any, from_cli: bool) -> str:
         if isinstance(value, str) and (allow_empty or value.strip()):
@@ -166,6 +210,17 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "auto_retrain_every": _check_count,
     "max_base_drop": _check_base_drop,
     "inference_backend": _check_choice("inference_backend", INFERENCE_BACKENDS),
+    "mode": _check_choice("mode", SORTING_MODES),
+    "auto_threshold": _check_range("auto_threshold", 0.0, 1.0, "a confidence between 0 and 1"),
+    "auto_delay": _check_range("auto_delay", 0.0, 60.0, "a number of seconds between 0 and 60"),
+    "learn_from_auto": _check_flag("learn_from_auto"),
+    "bins": _check_bins,
+    "mqtt_url": _check_string("mqtt_url", "a broker URL like mqtt://host:1883 ('' for none)", allow_empty=True),
+    "events_file": _check_string("events_file", "a file path ('' for the data folder, '-' for stdout)",
+                                 allow_empty=True),
+    "arrival_min_area": _check_range("arrival_min_area", 0.0, 0.9, "a share of the view in (0, 0.9]", open_low=True),
+    "arrival_settle_s": _check_range("arrival_settle_s", 0.0, 10.0, "a number of seconds in (0, 10]", open_low=True),
+    "arrival_threshold": _check_range("arrival_threshold", 0.0, 255.0, "a difference in (0, 255]", open_low=True),
 }
 assert set(_CHECKS) == {f.name for f in fields(Settings)}
 
@@ -250,7 +305,9 @@ def load_settings(
                 checked = _relative_to(checked, base) if checked else None
             values[key] = checked
 
-    missing = [k for k in _CHECKS if k not in values and k not in bad_keys]
+    # Keys with a built-in default (the newer ones) may be left out of an older defaults file.
+    required = [f.name for f in fields(Settings) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in values and k not in bad_keys]
     problems += [f"{_display(defaults_file)}: missing key {k!r}" for k in missing]
     if problems:
         raise SettingsError(problems)

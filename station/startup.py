@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from station.settings import DEMO_DIR, Settings
+from station.settings import DEMO_DIR, Settings, SettingsError
 
 if TYPE_CHECKING:  # both import TensorFlow / OpenCV: only when the steps run
     from station.camera import FrameSource
@@ -50,12 +50,29 @@ def start_station(settings: Settings, model_dir: Path, report: Report) -> Starte
     import_tensorflow()
     with Storage(settings.data_dir, settings.station_name) as storage:
         classifier, warning = load_active_model(storage, model_dir, report, inference_options(settings))
+    check_sorting_settings(settings, classifier.labels)
     report(f"Opening {describe_source(settings.source)}…")
     factory, demo_reason = choose_source(settings)
     if demo_reason:
         report(f"{describe_source(settings.source)} cannot be opened ({demo_reason}): "
                "showing the bundled demo images instead")
     return Started(classifier, factory, demo_reason, [warning] if warning else [])
+
+
+def check_sorting_settings(settings: Settings, labels: tuple[str, ...]) -> None:
+    """Settings that need the model's classes or name a broker: wrong ones stop the start with a message."""
+    from station.bins import Bins
+    from station.events import check_station_for_topic, parse_mqtt_url
+
+    problems = []
+    for check in (lambda: Bins(settings.bins, labels), lambda: settings.mqtt_url and parse_mqtt_url(settings.mqtt_url),
+                  lambda: settings.mqtt_url and check_station_for_topic(settings.station_name)):
+        try:
+            check()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingsError(problems)
 
 
 def inference_options(settings: Settings) -> InferenceOptions:

@@ -1,7 +1,9 @@
 """What the supervisor sees: decisions per class, model/operator agreement, confusion and its trend. No Qt.
 
 Agreement is the share of decisions whose operator label equals the model's prediction. Imported images
-had no prediction: they are counted apart and left out of everything else.
+had no prediction: they are counted apart and left out of everything else; so are the station's own
+auto-confirmed decisions (kind "auto"), which no operator judged. Throughput (hands-free sorting) counts every
+decision but imports, per hour.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from station.storage import IMPORTED, DecisionRecord
+from station.storage import AUTO, IMPORTED, DecisionRecord
 
 HOURLY_UP_TO = timedelta(days=2)  # a range this short is plotted per hour, a longer one per day
 
@@ -57,6 +59,18 @@ class VersionMark:
     first_decision: datetime  # local time: when this version's first decision in the range was made
 
 
+@dataclass(frozen=True)
+class HourThroughput:
+    """Sorting pace in one local hour (every decision but imports is one item)."""
+
+    start: datetime  # local time, start of the hour
+    items: int
+    items_per_minute: float | None  # between the hour's first and last decision; None with a single item
+    auto_share: float  # decided by the station itself (kind "auto")
+    touches_per_item: float  # operator key presses per item (a manual decision without a count is one press)
+    median_settle_ms: float | None  # from the item settling to its decision (hands-free decisions only)
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: the confusion matrix is an array
 class Statistics:
     labels: tuple[str, ...]  # rows and columns of ``confusion``, in the model's order
@@ -69,6 +83,8 @@ class Statistics:
     bucket: str  # "hour" or "day"
     timeline: tuple[TimeBucket, ...]  # only buckets with decisions, oldest first
     marks: tuple[VersionMark, ...]  # oldest first
+    auto: int = 0  # auto-confirmed decisions in the range (no operator judged them: not in the agreement)
+    throughput: tuple[HourThroughput, ...] = ()  # oldest first
 
     @property
     def agreement(self) -> float | None:
@@ -82,7 +98,7 @@ def compute_statistics(
 
     ``now`` (default: the clock; naive = local time) decides what "today" is.
     """
-    judged = [r for r in records if r.kind != IMPORTED and r.predicted_label is not None]
+    judged = [r for r in records if r.kind not in (IMPORTED, AUTO) and r.predicted_label is not None]
     names = list(dict.fromkeys(labels))
     for r in judged:
         for name in (r.operator_label, r.predicted_label):
@@ -113,6 +129,8 @@ def compute_statistics(
         bucket=bucket,
         timeline=timeline(judged, bucket),
         marks=version_marks(judged),
+        auto=sum(r.kind == AUTO for r in records),
+        throughput=throughput(records),
     )
 
 
@@ -142,6 +160,30 @@ def timeline(records: Sequence[DecisionRecord], bucket: str) -> tuple[TimeBucket
         entry[0] += 1
         entry[1] += r.operator_label == r.predicted_label
     return tuple(TimeBucket(start, n, agreed) for start, (n, agreed) in sorted(counts.items()))
+
+
+def throughput(records: Sequence[DecisionRecord]) -> tuple[HourThroughput, ...]:
+    """Items per minute, share decided automatically, operator touches per item and median settle-to-decision
+    time, per local hour with decisions."""
+    hours: dict[datetime, list[DecisionRecord]] = {}
+    for r in records:
+        if r.kind != IMPORTED:
+            hours.setdefault(bucket_start(r.created_at, "hour"), []).append(r)
+    rows = []
+    for start, items in sorted(hours.items()):
+        times = sorted(r.created_at for r in items)
+        span_min = (times[-1] - times[0]).total_seconds() / 60.0
+        touches = [r.touches if r.touches is not None else (0 if r.kind == AUTO else 1) for r in items]
+        settle = [r.settle_ms for r in items if r.settle_ms is not None]
+        rows.append(HourThroughput(
+            start=start,
+            items=len(items),
+            items_per_minute=(len(items) - 1) / span_min if span_min > 0 else None,
+            auto_share=sum(r.kind == AUTO for r in items) / len(items),
+            touches_per_item=sum(touches) / len(items),
+            median_settle_ms=float(np.median(settle)) if settle else None,
+        ))
+    return tuple(rows)
 
 
 def version_marks(records: Sequence[DecisionRecord]) -> tuple[VersionMark, ...]:

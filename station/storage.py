@@ -4,6 +4,9 @@ A data folder holds ``station.db`` and ``images/``. Each decision is one row plu
 operator saw. The file is written first (atomically) and the row committed second, so a crash in between leaves at
 most an orphan file, never a row pointing at a missing image.
 
+Hands-free sorting (schema 3): kind "auto" for decisions the station confirmed by itself, and per decision the
+item it was made for, the milliseconds from the item settling to the decision, and the operator's key presses.
+
 Model versions (schema 2): every model bundle the station has run or could run is a row in ``model_versions``
 (bundled default, fast/full retrained candidates); exactly one is "active" once the station has started.
 
@@ -43,6 +46,7 @@ from sqlalchemy import (
     Engine,
     Float,
     Index,
+    Integer,
     LargeBinary,
     String,
     create_engine,
@@ -61,7 +65,7 @@ from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "station.db"
 IMAGES_DIR = "images"
 MODELS_DIR = "models"  # retrained bundles, one folder per version
@@ -70,7 +74,8 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 CONFIRMED = "confirmed"
 CORRECTED = "corrected"
 IMPORTED = "imported"
-KINDS = (CONFIRMED, CORRECTED, IMPORTED)
+AUTO = "auto"  # confirmed by the station itself (hands-free auto mode): no operator looked at it
+KINDS = (CONFIRMED, CORRECTED, IMPORTED, AUTO)
 
 VERSION_MODES = ("bundled", "fast", "full")
 CANDIDATE, ACTIVE, RETIRED, DISCARDED = "candidate", "active", "retired", "discarded"
@@ -141,6 +146,9 @@ class Decision(Base):
     created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
     station: Mapped[str] = mapped_column(String)
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    item_id: Mapped[str | None] = mapped_column(String)  # hands-free: the item this decision was made for
+    settle_ms: Mapped[float | None] = mapped_column(Float)  # hands-free: from the item settling to this decision
+    touches: Mapped[int | None] = mapped_column(Integer)  # the operator's key presses for this item
 
 
 class ModelVersion(Base):
@@ -179,6 +187,9 @@ class NewDecision:
     station: str | None = None
     kind: str | None = None
     created_at: datetime | None = None  # None = now; naive = station local time (imports keep their own time)
+    item_id: str | None = None  # hands-free modes: the item's id (also in its published event)
+    settle_ms: float | None = None
+    touches: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,6 +209,9 @@ class DecisionRecord:
     created_at: datetime  # aware, UTC
     station: str
     holdout: bool
+    item_id: str | None = None
+    settle_ms: float | None = None
+    touches: int | None = None
 
     def absolute_path(self, data_dir: Path) -> Path:
         return Path(data_dir) / self.image_path
@@ -221,6 +235,9 @@ def _record(row: Decision) -> DecisionRecord:
         created_at=row.created_at,
         station=row.station,
         holdout=bool(row.holdout),
+        item_id=row.item_id,
+        settle_ms=row.settle_ms,
+        touches=row.touches,
     )
 
 
@@ -461,8 +478,28 @@ def _upgrade_1_to_2(conn: Connection) -> None:
     ModelVersion.__table__.create(conn, checkfirst=True)  # with its indexes
 
 
+def _upgrade_2_to_3(conn: Connection) -> None:
+    """Hands-free: kind "auto" and the item columns. The kind CHECK is part of the table's SQL, so the table is
+    rebuilt (SQLite's documented way): rename, create anew, copy, drop. Ids stay, and so does the AUTOINCREMENT
+    counter, so an id undone before the upgrade is still never given again."""
+    has_counters = inspect(conn).has_table("sqlite_sequence")  # only once an AUTOINCREMENT table has had a row
+    counter = None
+    if has_counters:
+        counter = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'").scalar()
+    columns = ", ".join(f'"{c["name"]}"' for c in inspect(conn).get_columns("decisions"))
+    conn.exec_driver_sql("ALTER TABLE decisions RENAME TO decisions_v2")
+    for index in inspect(conn).get_indexes("decisions_v2"):  # their names are needed for the new table's
+        conn.exec_driver_sql(f'DROP INDEX "{index["name"]}"')
+    Decision.__table__.create(conn)  # with its indexes
+    conn.exec_driver_sql(f"INSERT INTO decisions ({columns}) SELECT {columns} FROM decisions_v2")
+    conn.exec_driver_sql("DROP TABLE decisions_v2")
+    if counter is not None:
+        conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = 'decisions'")
+        conn.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES ('decisions', :seq)"), {"seq": counter})
+
+
 # Key = the version a step upgrades FROM. Each step runs inside the same transaction as the version bump.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1, 1: _upgrade_1_to_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1, 1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
 def _prepare_schema(conn: Connection, db_path: Path) -> None:
@@ -740,6 +777,9 @@ class Storage:
             created_at=created.astimezone(timezone.utc),
             station=decision.station or self.station,
             holdout=is_holdout(digest),
+            item_id=decision.item_id,
+            settle_ms=decision.settle_ms,
+            touches=decision.touches,
         )
         try:
             with self._sessions.begin() as s:

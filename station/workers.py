@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6.QtCore import QThread, Signal
 
+from station.arrival import SETTLED_EVENT, ArrivalDetector, PhotoArrivals
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
 from station.statistics import StatsFilter, compute_statistics
@@ -39,6 +40,7 @@ from training.messages import RetrainFailed, RetrainOutcome, RetrainProgress, Re
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 72
+Detector = ArrivalDetector | PhotoArrivals
 
 
 class Worker(QThread):
@@ -72,18 +74,45 @@ class Worker(QThread):
 
 
 class CaptureWorker(Worker):
-    """Runs the capture loop; the newest frame goes to the inference slot and to the display."""
+    """Runs the capture loop; the newest frame goes to the inference slot and to the display.
+
+    With an arrival ``detector`` every frame also goes through it here, in the capture thread (no Qt in it);
+    ``arrival_seen`` carries its events and view. In the hands-free modes (``classify_live`` False) only the
+    settled frames of items are classified, pinned in the slot so that none is dropped.
+    """
 
     frame_captured = Signal(object)  # Frame
     camera_state_changed = Signal(str, str)  # state, detail
+    arrival_seen = Signal(object, object, object)  # Frame, list[ArrivalEvent], ArrivalView
 
-    def __init__(self, source_factory: Callable[[], FrameSource], slot: LatestFrameSlot) -> None:
+    def __init__(
+        self, source_factory: Callable[[], FrameSource], slot: LatestFrameSlot, detector: Detector | None = None
+    ) -> None:
         super().__init__()
         self.slot = slot
+        self.detector = detector
+        self.classify_live = True
+        self._recalibrate = threading.Event()
         self.loop = CaptureLoop(source_factory, self._on_frame, self.camera_state_changed.emit)
 
+    def recalibrate(self) -> None:
+        """Learn the empty scene again (from any thread: done in the capture thread at the next frame)."""
+        self._recalibrate.set()
+
     def _on_frame(self, frame: Frame) -> None:
-        self.slot.put(frame)
+        settled = False
+        if self.detector is not None:
+            if self._recalibrate.is_set():
+                self._recalibrate.clear()
+                self.detector.calibrate()
+            events = self.detector.update(frame.image, frame.timestamp)
+            settled = any(event.kind == SETTLED_EVENT for event in events)
+            # Before the frame reaches the slot: the window learns of the item before of its prediction.
+            self.arrival_seen.emit(frame, events, self.detector.view)
+        if self.classify_live:
+            self.slot.put(frame)
+        elif settled:
+            self.slot.put(frame, pin=True)
         self.frame_captured.emit(frame)
 
     def advance(self) -> bool:

@@ -11,13 +11,17 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QToolBar, QVBoxLayout, QWidget
 
+from station.bins import Bins
 from station.camera import ENDED, LIVE, LOST, Frame
 from station.decisions import DecisionDesk, DecisionRefusedError
+from station.events import EventPublisher
+from station.handsfree import HandsFree
 from station.inference import Prediction
 from station.retraining import LearningTrigger, outcome_line
-from station.storage import DecisionRecord
+from station.storage import DecisionRecord, NewDecision
 from station.ui.class_buttons import ClassButtons
 from station.ui.colors import CONFIRMED_GREEN, CORRECTED_PURPLE, class_color
+from station.ui.hands_free import HandsFreeDesk
 from station.ui.history_panel import HistoryPanel
 from station.ui.images import to_qimage
 from station.ui.keys import bind_key
@@ -47,7 +51,8 @@ ERROR_RED = QColor("#c0392b")
 REVIEW_LENGTH = 200  # decisions in the review queue
 CLOSE_DRAIN_S = 3.0  # on quit, how long writes on their way may take before the operator is asked
 
-KEYS_HELP = "Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo · F freeze · Ctrl+Q quit"
+KEYS_HELP = ("Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo · F freeze · M mode · E empty scene · "
+             "Esc hold · Ctrl+Q quit")
 
 
 class MainWindow(QMainWindow):
@@ -61,6 +66,9 @@ class MainWindow(QMainWindow):
         retrain_job: Callable[[Mode], Any] | None = None,
         feed_note: str | None = None,
         auto_retrain_every: int = 0,
+        hands: HandsFree | None = None,
+        bins: Bins | None = None,
+        publisher: EventPublisher | None = None,
     ) -> None:
         super().__init__()
         self.feed_note = feed_note  # a folder or the demo images: said instead of a camera's "live" and fps
@@ -106,6 +114,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.history)
         self.setCentralWidget(central)
         self._build_status_bar()
+        self.hands_free = HandsFreeDesk(self, hands or HandsFree(), bins or Bins({}, desk.labels), publisher)
         self._build_toolbar()
         self._bind_keys()
         self._connect()
@@ -181,6 +190,8 @@ class MainWindow(QMainWindow):
 
     def _connect_storage(self) -> None:
         self.storage.decision_saved.connect(self._on_decision_saved)
+        self.storage.decision_saved.connect(self.hands_free.on_decision_saved)
+        self.storage.decision_removed.connect(self.hands_free.on_decision_removed)
         self.storage.decision_removed.connect(self._on_decision_removed)
         self.storage.decision_relabelled.connect(self._on_decision_relabelled)
         self.storage.history_changed.connect(self._on_history_changed)
@@ -205,10 +216,13 @@ class MainWindow(QMainWindow):
         if self._refuse_while_storage_down():
             return
         try:
-            decision = self.desk.decide(index)
+            decision = self.hands_free.decided(self.desk.decide(index))
         except DecisionRefusedError as hint:
             self.video.flash(str(hint), HINT_GREY)
             return
+        self.store_decision(decision)
+
+    def store_decision(self, decision: NewDecision) -> None:
         self.storage.save(decision)
         self.capture.advance()  # folder with interval 0: the next image only after a decision
         self.video.flash(f"Saving {decision.operator_label}…", HINT_GREY, 3000)
@@ -230,7 +244,7 @@ class MainWindow(QMainWindow):
         self.frozen = not self.frozen
         self.video.set_frozen(self.frozen)
         if not self.frozen:
-            self.video.set_overlay(self._overlay(self.desk.shown))
+            self.video.set_overlay(self.make_overlay(self.desk.shown))
         elif self.desk.shown is not None:  # hold the very frame the prediction was made from
             self.video.set_image(to_qimage(self.desk.shown.frame.image))
 
@@ -242,13 +256,13 @@ class MainWindow(QMainWindow):
 
     def _on_prediction_ready(self, prediction: Prediction) -> None:
         self.last_latency_ms = prediction.latency_ms
-        if self.frozen:
+        if self.frozen or self.hands_free.take_prediction(prediction):
             return
         self.desk.show(prediction)
-        self.video.set_overlay(self._overlay(prediction))
+        self.video.set_overlay(self.make_overlay(prediction))
         self.buttons.mark_predicted(prediction.best_index)
 
-    def _overlay(self, prediction: Prediction | None) -> Overlay | None:
+    def make_overlay(self, prediction: Prediction | None) -> Overlay | None:
         if prediction is None:
             return None
         index = {name: i for i, name in enumerate(prediction.labels)}
@@ -278,13 +292,13 @@ class MainWindow(QMainWindow):
             self.video.set_banner(None)
 
     def _on_decision_saved(self, record: DecisionRecord) -> None:
-        if record.kind == "confirmed":
-            self.video.flash(f"✔ Confirmed {record.operator_label}  (#{record.id})", CONFIRMED_GREEN)
+        if record.kind in ("confirmed", "auto"):
+            self.video.flash(f"✔ {record.kind.capitalize()} {record.operator_label}  (#{record.id})", CONFIRMED_GREEN)
         else:
             self.video.flash(f"✎ Corrected to {record.operator_label}  (#{record.id})", CORRECTED_PURPLE)
         self.video.set_notice(None)
         self._statistics_changed()
-        self.learning.decision_saved()
+        self.learning.decision_saved(record.kind)
         self._learn_if_due()
 
     def _on_decision_removed(self, record: DecisionRecord) -> None:
@@ -537,3 +551,4 @@ class MainWindow(QMainWindow):
         self.capture.slot.close()
         self.inference.stop()
         self.storage.stop()
+        self.hands_free.close()  # after storage: the last decisions' events are on their way

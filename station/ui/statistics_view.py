@@ -31,6 +31,7 @@ from training.evaluate import draw_confusion
 ALL_VERSIONS = "All versions"
 RANGES = ("All time", "Today", "Last 7 days", "Last 30 days", "Custom")
 COLUMNS = ("class", "today", "in range", "agreement")
+THROUGHPUT_COLUMNS = ("hour", "items", "items/min", "auto", "touches/item", "settle→decision (median)")
 MAX_TICK_LABELS = 12
 
 
@@ -106,8 +107,19 @@ class StatisticsView(QDialog):
         self.timeline_figure = Figure(figsize=(11, 3), layout="constrained")
         self.timeline_canvas = FigureCanvasQTAgg(self.timeline_figure)
 
+        self.throughput = QTableWidget(0, len(THROUGHPUT_COLUMNS))
+        self.throughput.setHorizontalHeaderLabels(THROUGHPUT_COLUMNS)
+        self.throughput.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.throughput.verticalHeader().setVisible(False)
+        self.throughput.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.throughput.setToolTip("Sorting pace per hour: items per minute between the hour's first and last "
+                                   "decision, share decided by the station alone (auto mode), operator key presses "
+                                   "per item, median time from the item settling to its decision")
+        classes = QSplitter(Qt.Orientation.Vertical)
+        classes.addWidget(self.table)
+        classes.addWidget(self.throughput)
         top = QSplitter()
-        top.addWidget(self.table)
+        top.addWidget(classes)
         top.addWidget(self.confusion_canvas)
         top.setSizes([450, 700])
         column = QSplitter(Qt.Orientation.Vertical)
@@ -149,6 +161,8 @@ class StatisticsView(QDialog):
         self.statistics = stats
         self.set_versions(versions)
         imported = f" · imported {stats.imported} (not counted)" if stats.imported else ""
+        if stats.auto:
+            imported += f" · auto-confirmed {stats.auto} (not judged: not counted)"
         self.summary.setText(
             f"Today <b>{stats.today}</b> · in range <b>{stats.overall}</b> decisions · "
             f"model/operator agreement <b>{percent(stats.agreement)}</b> ({stats.agreed}/{stats.overall}){imported}")
@@ -159,8 +173,23 @@ class StatisticsView(QDialog):
                 if col:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, col, item)
+        self._show_throughput(stats)
         self._draw_confusion(stats)
         self._draw_timeline(stats)
+
+    def _show_throughput(self, stats: Statistics) -> None:
+        self.throughput.setRowCount(len(stats.throughput))
+        several_days = len({h.start.date() for h in stats.throughput}) > 1
+        for row, h in enumerate(reversed(stats.throughput)):  # newest hour first
+            values = (bucket_label(h.start, "hour", several_days), str(h.items),
+                      "—" if h.items_per_minute is None else f"{h.items_per_minute:.1f}", percent(h.auto_share),
+                      f"{h.touches_per_item:.2f}",
+                      "—" if h.median_settle_ms is None else f"{h.median_settle_ms:.0f} ms")
+            for col, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.throughput.setItem(row, col, item)
 
     def _draw_confusion(self, stats: Statistics) -> None:
         self.confusion_figure.clear()

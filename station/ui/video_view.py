@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from station.ui.colors import text_color_on
@@ -21,6 +21,10 @@ class Overlay:
     top: list[tuple[str, float, QColor]]
     uncertain: bool
     latency_ms: float
+    bin: str | None = None  # hands-free: where the item goes, shown big in the bin's colour
+    bin_color: QColor | None = None
+    item_state: str | None = None  # hands-free: e.g. "AUTO in 0.6 s — Esc holds", "WAITING FOR YOU"
+    item_state_color: QColor | None = None
 
 
 class VideoView(QWidget):
@@ -36,6 +40,8 @@ class VideoView(QWidget):
         self._notice: tuple[str, QColor] | None = None
         self._flash: tuple[str, QColor] | None = None
         self._frozen = False
+        self._outline: tuple[list[tuple[float, float]], str, QColor] | None = None
+        self.idle_text = "Waiting for the first prediction…"  # nothing decided on screen yet
         self._flash_timer = QTimer(self, singleShot=True, timeout=self._clear_flash)
 
     # ---- state
@@ -57,6 +63,15 @@ class VideoView(QWidget):
         """A persistent strip at the bottom: storage problems."""
         self._notice = (text, color or QColor("#c0392b")) if text else None
         self.update()
+
+    def set_outline(self, points: list[tuple[float, float]] | None, label: str = "",
+                    color: QColor | None = None) -> None:
+        """The item's outline (frame pixel coordinates) and its state, drawn over the picture; None clears it."""
+        self._outline = (points, label, color or QColor("white")) if points else None
+        self.update()
+
+    def outline_label(self) -> str:
+        return self._outline[1] if self._outline else ""
 
     def set_frozen(self, frozen: bool) -> None:
         self._frozen = frozen
@@ -97,7 +112,7 @@ class VideoView(QWidget):
             self._paint_overlay(painter, self._overlay, scale, banner_height)
         elif self._image is not None:  # frames arrive, the model has not answered yet
             self._pill(painter, QRectF(14 * scale, banner_height + 14 * scale, 330 * scale, 40 * scale),
-                       "Waiting for the first prediction…", QColor(0, 0, 0, 170), 15 * scale)
+                       self.idle_text, QColor(0, 0, 0, 170), 15 * scale)
         if self._frozen:
             self._pill(painter, QRectF(self.width() - 170 * scale, banner_height + 12 * scale, 158 * scale,
                                        36 * scale), "FROZEN (F)", QColor("#2980b9"), 15 * scale)
@@ -124,6 +139,22 @@ class VideoView(QWidget):
         square = QRectF(rect.center().x() - side / 2, rect.center().y() - side / 2, side, side)
         painter.setPen(QPen(QColor(255, 255, 255, 110), 2, Qt.PenStyle.DashLine))
         painter.drawRect(square)
+        if self._outline is not None:
+            self._paint_outline(painter, rect, *self._outline)
+
+    def _paint_outline(self, painter: QPainter, rect: QRectF, points: list[tuple[float, float]], label: str,
+                       color: QColor) -> None:
+        assert self._image is not None
+        sx, sy = rect.width() / self._image.width(), rect.height() / self._image.height()
+        polygon = QPolygonF([QPointF(rect.left() + (x + 0.5) * sx, rect.top() + (y + 0.5) * sy) for x, y in points])
+        painter.setPen(QPen(color, 3))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPolygon(polygon)
+        if label:
+            box = polygon.boundingRect()
+            scale = max(1.0, self.height() / 600)
+            pill = QRectF(box.left(), max(rect.top(), box.top() - 30 * scale), 150 * scale, 26 * scale)
+            self._pill(painter, pill, label, color, 13 * scale)
 
     def _paint_overlay(self, painter: QPainter, overlay: Overlay, scale: float, banner_height: float) -> None:
         margin = 14 * scale
@@ -169,6 +200,21 @@ class VideoView(QWidget):
             painter.drawText(row.adjusted(20 * scale, 0, 0, 0), Qt.AlignmentFlag.AlignLeft, name)
             painter.drawText(row, Qt.AlignmentFlag.AlignRight, f"{probability:.1%}")
             y += 22 * scale
+        if overlay.bin is not None:
+            self._paint_bin(painter, overlay, QRectF(margin, box.bottom() + 10 * scale, width, 90 * scale), scale)
+
+    def _paint_bin(self, painter: QPainter, overlay: Overlay, rect: QRectF, scale: float) -> None:
+        """Where the item goes, big enough to read from the line; under it what the station is doing with it."""
+        color = overlay.bin_color or overlay.color
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawRoundedRect(rect, 10, 10)
+        painter.setPen(text_color_on(color))
+        painter.setFont(self._font(40 * scale, bold=True))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"→ {overlay.bin.upper()}")
+        if overlay.item_state:
+            state = QRectF(rect.left(), rect.bottom() + 8 * scale, rect.width(), 34 * scale)
+            self._pill(painter, state, overlay.item_state, overlay.item_state_color or QColor("#2980b9"), 14 * scale)
 
     def _strip(self, painter: QPainter, y: float, text: str, color: QColor, scale: float,
                from_bottom: bool = False) -> float:

@@ -96,7 +96,7 @@ def test_loader_reads_config_json_into_the_settings(bundle_dir: Path, tmp_path: 
     config = load_bundle(copy).config
     assert config == TrainConfig(data_dir="../data", out="runs/x", image_size=32)
     (copy / "config.json").write_text("[1, 2]")
-    with pytest.raises(TrainingError, match="config.json is not a training configuration"):
+    with pytest.raises(TrainingError, match=r"config\.json is not a training configuration"):
         load_bundle(copy)
 
 

@@ -1,0 +1,72 @@
+"""Hands-free sorting in the real window (offscreen): a folder in auto mode decides every item once without a
+key; an uncertain item waits for the operator; each decision's event goes out (JSON lines here; the broker path
+is tests/integration)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from station.handsfree import WAITING
+from tests.gui.test_main_window import WAIT_MS, rows, start_window
+
+
+def events(data_dir: Path) -> list[dict]:
+    path = data_dir / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_auto_mode_stores_exactly_one_decision_per_item_without_a_key(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, bins={"a": "ab", "b": "ab"})
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    qtbot.waitUntil(lambda: window.capture.loop.state == "ended" and window.storage.pending == 0
+                    and len(rows(settings.data_dir)) == 6, timeout=WAIT_MS * 2)
+    qtbot.wait(500)  # nothing more may come
+    stored = rows(settings.data_dir)
+    assert len(stored) == 6 and {r.kind for r in stored} == {"auto"}
+    assert len({r.item_id for r in stored}) == 6 and all(r.touches == 0 and r.settle_ms >= 0 for r in stored)
+    qtbot.waitUntil(lambda: len(events(settings.data_dir)) == 6, timeout=WAIT_MS)
+    window.hands_free.publisher.close()
+    sent = events(settings.data_dir)
+    assert [e["item_id"] for e in sent] == [r.item_id for r in stored]  # once each, in order
+    for event, record in zip(sent, stored, strict=True):
+        assert event["class"] == record.operator_label and event["kind"] == "auto"
+        assert event["bin"] == ("ab" if record.operator_label in ("a", "b") else record.operator_label)
+        assert event["station"] == "test-station" and event["model_version"] == "tiny-v1"
+
+
+def test_an_uncertain_item_waits_for_a_key_and_the_next_does_not_replace_it(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings(mode="auto", auto_threshold=1.0, auto_delay=0.0, interval=0.3)
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    hands = window.hands_free.hands
+    qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
+    first = hands.current
+    qtbot.waitUntil(lambda: len(hands.queue) >= 2, timeout=WAIT_MS)  # the slideshow goes on: a second item
+    assert hands.current is first and window.desk.shown is first.prediction  # still the first on screen
+    assert rows(settings.data_dir) == []  # nothing decided without the operator
+    assert "WAITING FOR YOU" in (window.video._overlay.item_state or "")
+    with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Space)
+    [row] = rows(settings.data_dir)
+    assert row.kind == "confirmed" and row.item_id == first.item_id and row.touches == 1
+    assert hands.current is not first
+
+
+def test_the_mode_key_cycles_and_manual_is_unchanged(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    assert window.hands_free.hands.mode == "manual" and window.capture.classify_live
+    qtbot.keyClick(window, Qt.Key.Key_M)
+    assert window.hands_free.hands.mode == "assist" and not window.capture.classify_live
+    assert "mode assist" in window.hands_free.mode_label.text()
+    qtbot.keyClick(window, Qt.Key.Key_M)
+    qtbot.keyClick(window, Qt.Key.Key_M)
+    assert window.hands_free.hands.mode == "manual" and window.capture.classify_live
