@@ -25,7 +25,9 @@ def test_corrupt_database_stops_storage_visibly_and_a_restart_recovers(
 
     window = start_window(qtbot, windows, settings, tiny_classifier)
     qtbot.waitUntil(lambda: window.storage.isFinished(), timeout=WAIT_MS)
-    assert "NOT being saved" in window.video.notice_text() and "corrupt" in window.video.notice_text()
+    # The worker's error reaches the window through the event loop, possibly after its thread has ended.
+    qtbot.waitUntil(lambda: "NOT being saved" in window.video.notice_text(), timeout=WAIT_MS)
+    assert "corrupt" in window.video.notice_text()
     wait_for_prediction(qtbot, window)
     window.storage_dialog.button(QMessageBox.StandardButton.Close).click()  # the operator closes the dialog
     window.activateWindow()
@@ -100,7 +102,7 @@ def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_w
     fill(settings.data_dir, 3)
     corrupt_pages(settings.data_dir / DB_NAME)
     window = start_window(qtbot, windows, settings, tiny_classifier)
-    qtbot.waitUntil(lambda: window.storage.isFinished(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.storage.isFinished() and window.storage_dialog is not None, timeout=WAIT_MS)
     window.storage_dialog.button(QMessageBox.StandardButton.Close).click()
     window.storage.save(NewDecision(np.zeros((8, 8, 3), np.uint8), "a", 0.9, {}, "a"))  # queued as it stopped
     assert window.storage.pending == 1

@@ -189,7 +189,7 @@ def test_a_fast_retrain_swaps_in_with_the_parent_backbone_file_and_no_conversion
     data, run, _ = trained_run
     request = RetrainRequest(run, site_photos(tmp_path / "site", 5), tmp_path / "r2", tmp_path / "cache",
                              base_data_dir=data)
-    candidate = retrain(request).candidate
+    candidate = Path(retrain(request).candidate)
     assert (candidate / BACKBONE_FILE).read_bytes() == (run / BACKBONE_FILE).read_bytes()
     classifier = Classifier.load(candidate, options=InferenceOptions("auto", cache_dir=tmp_path / "cache"))
     assert classifier.backend == "litert" and classifier.wait_for_conversion(timeout=0)
