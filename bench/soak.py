@@ -69,7 +69,7 @@ def wait_until(app: QApplication, condition: Callable[[], bool], what: str, seco
 
 
 class Outcomes(QObject):
-    """What the storage thread reported, collected on the GUI thread."""
+    """What the storage thread reported (decisions through the window), collected on the GUI thread."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -137,8 +137,8 @@ def main() -> int:
     window = station_app.assemble_window(settings, classifier, factory, None,
                                          retrain_job=lambda mode: RetrainJob(settings.data_dir, bundle, mode=mode))
     outcomes = Outcomes()
-    window.storage.decision_saved.connect(outcomes.on_saved)
-    window.storage.decision_removed.connect(outcomes.on_removed)
+    window.decision_saved.connect(outcomes.on_saved)
+    window.decision_removed.connect(outcomes.on_removed)
     window.storage.storage_failed.connect(outcomes.on_failed)
     saved, removed, failures = outcomes.saved, outcomes.removed, outcomes.failures
     window.show()

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from station.rate_meter import RateMeter
 from training.preprocess import IMAGE_EXTENSIONS, load_rgb
 
 DOCUMENT_EXTENSIONS = {".md", ".txt"}  # notes beside the photos: skipped without a word
@@ -430,12 +431,11 @@ class CaptureLoop:
         self.grace = grace
         self.first_frame_timeout = max(first_frame_timeout, grace)
         self.poll_interval = poll_interval
-        self.fps_window = fps_window
-        self._lock = threading.Lock()  # guards _source, _state and _frame_times (read from other threads)
+        self.rate = RateMeter(fps_window)  # frames per second, measured as the inference rate is
+        self._lock = threading.Lock()  # guards _source and _state (read from other threads)
         self._source: FrameSource | None = None
         self._state = STOPPED
         self._detail = ""
-        self._frame_times: deque[float] = deque()
         self._failures = 0
 
     @property
@@ -451,12 +451,7 @@ class CaptureLoop:
     @property
     def fps(self) -> float:
         """Capture rate over the last ``fps_window`` seconds (0 when frames stopped)."""
-        with self._lock:
-            self._prune_frame_times(time.monotonic())
-            times = list(self._frame_times)
-        if len(times) < 2 or times[-1] <= times[0]:
-            return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
+        return self.rate.rate()
 
     def advance(self) -> bool:
         """Forward the operator's "next item" to the current source (folder sources step)."""
@@ -497,7 +492,7 @@ class CaptureLoop:
         finally:
             with self._lock:
                 self._source = None
-                self._frame_times.clear()
+            self.rate.reset()
             if source is not None:
                 try:
                     source.close()
@@ -527,19 +522,13 @@ class CaptureLoop:
             silence_limit = self.grace
             if source.is_live and stale.update(frame):
                 return f"{source.description}: image frozen for {self.stale_after:g} s"
-            with self._lock:
-                self._frame_times.append(now)
-                self._prune_frame_times(now)
+            self.rate.tick(now)
             if not live:
                 live = True
                 self._failures = 0
                 self._set_state(LIVE, source.description)
             self._on_frame(frame)
         return ""
-
-    def _prune_frame_times(self, now: float) -> None:
-        while self._frame_times and self._frame_times[0] < now - self.fps_window:
-            self._frame_times.popleft()
 
     def _set_state(self, state: str, detail: str, quiet: bool = False) -> None:
         with self._lock:

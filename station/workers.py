@@ -2,7 +2,8 @@
 
 Every worker shares one lifecycle (``Worker``): Qt's ``started``/``finished`` plus ``errored``
 for an exception that ended it, and a cooperative ``stop()`` (never ``terminate()``).
-Only plain values cross threads: frames, predictions and ``DecisionRecord`` dataclasses.
+Only plain values cross threads: frames, predictions, ``DecisionRecord`` dataclasses, and the storage jobs'
+functions (built on the GUI thread from plain values, run in the storage thread; see ``station.storage_jobs``).
 """
 
 from __future__ import annotations
@@ -14,32 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import cv2
-import numpy as np
-from numpy.typing import NDArray
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QThread, Signal, Slot
 
 from station.arrival import SETTLED_EVENT, ArrivalDetector, PhotoArrivals
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
-from station.statistics import StatsFilter, compute_statistics
-from station.storage import (
-    DecisionRecord,
-    NewDecision,
-    Storage,
-    StorageError,
-    VersionRecord,
-    is_corrupt,
-    is_transient,
-    version_folder,
-)
+from station.rate_meter import RateMeter
+from station.storage import Storage, StorageError, VersionRecord, is_corrupt, is_transient, version_folder
+from station.storage_jobs import Thumbnails
 from training.messages import RetrainFailed, RetrainOutcome, RetrainProgress, RetrainStopped
 
 log = logging.getLogger(__name__)
 
-THUMBNAIL_SIZE = 72
+T = TypeVar("T")
 Detector = ArrivalDetector | PhotoArrivals
 
 
@@ -134,6 +124,7 @@ class InferenceWorker(Worker):
         self._classifier = classifier
         self._last_frame: Frame | None = None
         self._lock = threading.Lock()
+        self.rate = RateMeter()  # predictions per second, measured as the capture rate is
 
     @property
     def classifier(self) -> Classifier:
@@ -162,15 +153,11 @@ class InferenceWorker(Worker):
                     continue
                 with self._lock:
                     self._last_frame = frame
-                self.prediction_ready.emit(self.classifier.classify(frame))
+                prediction = self.classifier.classify(frame)
+                self.rate.tick()
+                self.prediction_ready.emit(prediction)
         finally:
             self.classifier.close()  # a background conversion ends with the station
-
-@dataclass(frozen=True, eq=False)
-class HistoryEntry:
-    record: DecisionRecord
-    thumbnail: NDArray[np.uint8]  # small RGB copy for the history panel
-
 
 def retryable(exc: BaseException) -> bool:
     """Locked or busy database, full disk, unwritable folder: worth waiting for, not a bug (nor corruption)."""
@@ -184,63 +171,79 @@ def retryable(exc: BaseException) -> bool:
     return False
 
 
-def thumbnail(image: NDArray[np.uint8], size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+@dataclass(frozen=True, eq=False)
+class StorageJob(Generic[T]):
+    fn: Callable[[Storage], T]  # runs in the storage thread
+    done: Callable[[T], None]  # gets fn's result on the GUI thread
+    refresh: bool  # the history is read again after it
+    write: bool  # counted as pending until done: quitting waits for it or asks
+
+
+class _Failed:
+    """What a job that could not be done returns instead of a result (already said with ``storage_failed``)."""
+
+
+FAILED = _Failed()
 
 
 class StorageWorker(Worker):
-    """Owns the station's ``Storage`` (one session per thread) and runs every write in order.
+    """Owns the station's ``Storage`` (one session per thread) and runs every job in order.
 
-    A write that fails for a passing reason (locked database, full disk, unwritable folder)
-    stays queued and is retried with backoff; the UI says "saved" only on ``decision_saved``.
+    ``submit(fn, done)`` runs ``fn(storage)`` in this thread and calls ``done(result)`` on the GUI thread; the
+    station's jobs are in ``station.storage_jobs``. A job that fails for a passing reason (locked database, full
+    disk, unwritable folder) stays first in line and is retried with backoff: the UI says "saved" only in
+    ``done``. A job that cannot succeed is dropped and said (``storage_failed``); a corrupt database ends the
+    thread (``errored``).
     """
 
-    decision_saved = Signal(object)  # DecisionRecord
-    decision_removed = Signal(object)  # DecisionRecord (undo or delete)
-    decision_relabelled = Signal(object)  # DecisionRecord
+    job_done = Signal(object, object)  # done, result: emitted here, delivered on the GUI thread by _deliver
     history_changed = Signal(object, int)  # list[HistoryEntry] newest first, decisions today
-    storage_retrying = Signal(str)  # message; the write is still pending
+    storage_retrying = Signal(str)  # message; the job is still pending
     storage_recovered = Signal()
-    storage_failed = Signal(str)  # a write that cannot succeed (dropped, nothing saved)
-    version_activated = Signal(object)  # VersionRecord
-    versions_listed = Signal(object)  # list[VersionRecord], newest first
-    statistics_ready = Signal(object, object)  # Statistics, every model version name (for the filter)
-    review_ready = Signal(object)  # list[HistoryEntry], least confident first
+    storage_failed = Signal(str)  # a job that cannot succeed (dropped, nothing saved)
 
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-    HISTORY_LENGTH = 20
-    REVIEW_THUMBNAIL = 128
-    # Jobs that change the database: counted as pending until done. Reads (history, versions, statistics,
-    # review) are not: quitting never waits or asks for them.
-    WRITES = frozenset({"save", "undo", "delete", "relabel", "activate", "discard"})
 
     def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000) -> None:
         super().__init__()
         self.data_dir = data_dir
         self.station = station
         self.busy_timeout_ms = busy_timeout_ms
-        self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.thumbnails = Thumbnails()  # for the jobs that change the history (used in this thread only)
+        self._jobs: queue.Queue[StorageJob[Any]] = queue.Queue()
         self._pending = 0
         self._pending_lock = threading.Lock()
-        self._thumbs: dict[int, NDArray[np.uint8]] = {}
+        # This object lives in the GUI thread: Qt queues the thread's job_done to it, so done runs there.
+        self.job_done.connect(self._deliver)
+
+    def submit(
+        self, fn: Callable[[Storage], T], done: Callable[[T], None], *, refresh: bool = False, write: bool = True
+    ) -> None:
+        """Run ``fn(storage)`` after the jobs already queued; ``done(result)`` on the GUI thread once it succeeded.
+
+        ``refresh``: read the history afterwards (``history_changed``). ``write=False`` for reads: quitting
+        never waits or asks for them.
+        """
+        self._enqueue(StorageJob(fn, done, refresh, write))
+
+    @Slot(object, object)
+    def _deliver(self, done: Callable[[Any], None], result: Any) -> None:
+        done(result)
 
     @property
     def pending(self) -> int:
-        """Writes submitted but not yet done (saved, removed or failed); reads are not counted."""
+        """Writes submitted but not yet done (succeeded or failed); reads are not counted."""
         with self._pending_lock:
             return self._pending
 
-    def _submit(self, kind: str, payload: Any) -> None:
-        if kind in self.WRITES:
+    def _enqueue(self, job: StorageJob[Any]) -> None:
+        if job.write:
             with self._pending_lock:
                 self._pending += 1
-        self._jobs.put((kind, payload))
+        self._jobs.put(job)
 
-    def _done(self, kind: str) -> None:
-        if kind in self.WRITES:
+    def _finished(self, job: StorageJob[Any]) -> None:
+        if job.write:
             with self._pending_lock:
                 self._pending -= 1
 
@@ -251,46 +254,20 @@ class StorageWorker(Worker):
             time.sleep(0.02)
         return not self.pending
 
-    def save(self, decision: NewDecision) -> None:
-        self._submit("save", decision)
-
-    def undo_last(self) -> None:
-        self._submit("undo", None)
-
-    def delete(self, decision_id: int) -> None:
-        self._submit("delete", decision_id)
-
-    def relabel(self, decision_id: int, label: str) -> None:
-        self._submit("relabel", (decision_id, label))
-
-    def activate_version(self, name: str) -> None:
-        self._submit("activate", name)
-
-    def list_versions(self) -> None:
-        self._submit("versions", None)
-
-    def discard_version(self, name: str) -> None:
-        self._submit("discard", name)
-
-    def request_statistics(self, wanted: StatsFilter, labels: tuple[str, ...]) -> None:
-        self._submit("statistics", (wanted, labels))
-
-    def request_review(self, limit: int) -> None:
-        self._submit("review", limit)
-
     def version_dir(self, record: VersionRecord) -> Path:
         """A version's bundle folder, for the GUI thread (which holds no ``Storage``)."""
         return version_folder(self.data_dir, record)
 
     def adopt(self, dead: StorageWorker) -> None:
-        """Take over the writes a stopped worker never ran, in order (restart after a failure)."""
+        """Take over the jobs a stopped worker never ran, in order, and its thumbnails (restart after a failure)."""
+        self.thumbnails = dead.thumbnails  # its queued saves fill that cache
         while True:
             try:
                 job = dead._jobs.get_nowait()
             except queue.Empty:
                 break
-            dead._done(job[0])
-            self._submit(*job)
+            dead._finished(job)
+            self._enqueue(job)
 
     def work(self) -> None:
         storage = self._open()
@@ -298,13 +275,13 @@ class StorageWorker(Worker):
             return
         try:
             self._safely(storage, "read the history", self._emit_history)
-            # On stop, finish the queued writes first: a decision on its way is never dropped.
+            # On stop, finish the queued jobs first: a decision on its way is never dropped.
             while not (self.stopping() and self._jobs.empty()):
                 try:
-                    kind, payload = self._jobs.get(timeout=0.1)
+                    job = self._jobs.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                self._run_job(storage, kind, payload)
+                self._run(storage, job)
         finally:
             storage.close()
 
@@ -331,96 +308,50 @@ class StorageWorker(Worker):
             log.exception("storage: could not %s", what)
             self.storage_failed.emit(f"could not {what}: {exc}")
 
-    def _run_job(self, storage: Storage, kind: str, payload: Any) -> None:
-        attempt = 0
+    def _run(self, storage: Storage, job: StorageJob[Any]) -> None:
         try:
-            while True:
-                try:
-                    self._apply(storage, kind, payload)
-                    if attempt:
-                        self.storage_recovered.emit()
-                    break
-                except Exception as exc:
-                    if is_corrupt(exc):  # never keep writing to a damaged database: the worker ends, visibly
-                        self.storage_failed.emit(f"{exc} — this write was NOT saved")
-                        raise
-                    if not retryable(exc):  # a bad request or a bug: this job fails, the thread goes on
-                        if not isinstance(exc, StorageError | ValueError):
-                            log.exception("storage job %s failed", kind)
-                        self.storage_failed.emit(str(exc))
-                        break
-                    if self._stop.is_set() and attempt >= len(self.BACKOFF):
-                        self.storage_failed.emit(f"{exc} — giving up at shutdown; this write was NOT saved")
-                        break
-                    self._wait_retry(str(exc), attempt)
-                    attempt += 1
+            result = self._retrying(lambda: job.fn(storage))
+            if result is FAILED:
+                return
+            self.job_done.emit(job.done, result)
+            if job.refresh:
+                # The job is done: a failing history read must not send it back to the retry loop (twice done).
+                self._safely(storage, "read the history", self._emit_history)
         finally:
-            self._done(kind)
+            self._finished(job)
+
+    def _retrying(self, attempt_once: Callable[[], T]) -> T | _Failed:
+        """The retry policy of every job: passing failures are retried with backoff, others are said and dropped."""
+        attempt = 0
+        while True:
+            try:
+                result = attempt_once()
+            except Exception as exc:
+                if is_corrupt(exc):  # never keep writing to a damaged database: the worker ends, visibly
+                    self.storage_failed.emit(f"{exc} — this write was NOT saved")
+                    raise
+                if not retryable(exc):  # a bad request or a bug: this job fails, the thread goes on
+                    if not isinstance(exc, StorageError | ValueError):
+                        log.exception("storage job failed")
+                    self.storage_failed.emit(str(exc))
+                    return FAILED
+                if self._stop.is_set() and attempt > 0:  # quitting: one retry without waiting, then give up
+                    self.storage_failed.emit(f"{exc} — giving up at shutdown; this write was NOT saved")
+                    return FAILED
+                self._wait_retry(str(exc), attempt)
+                attempt += 1
+            else:
+                if attempt:
+                    self.storage_recovered.emit()
+                return result
 
     def _wait_retry(self, message: str, attempt: int) -> None:
         delay = self.BACKOFF[min(attempt, len(self.BACKOFF) - 1)]
         self.storage_retrying.emit(f"{message} — retrying in {delay:g} s")
-        time.sleep(delay)
-
-    def _apply(self, storage: Storage, kind: str, payload: Any) -> None:
-        if kind == "save":
-            record = storage.save(payload)
-            self._thumbs[record.id] = thumbnail(payload.image)
-            self.decision_saved.emit(record)
-        elif kind in ("undo", "delete"):
-            record = storage.undo_last(self.station) if kind == "undo" else storage.delete(payload)
-            if record is None:
-                self.storage_failed.emit("nothing to undo" if kind == "undo" else "that decision no longer exists")
-                return
-            self._thumbs.pop(record.id, None)
-            self.decision_removed.emit(record)
-        elif kind == "relabel":
-            self.decision_relabelled.emit(storage.relabel(*payload))
-        elif kind == "activate":
-            self.version_activated.emit(storage.activate(payload))
-            self.versions_listed.emit(storage.versions())
-            return
-        elif kind == "versions":
-            self.versions_listed.emit(storage.versions())
-            return
-        elif kind == "discard":
-            storage.set_version_status(payload, "discarded")
-            self.versions_listed.emit(storage.versions())
-            return
-        elif kind == "statistics":
-            wanted, labels = payload
-            records = storage.decisions(wanted.since, wanted.until, wanted.model_version)
-            names = sorted({v.version for v in storage.versions()} | set(storage.decision_versions()))
-            self.statistics_ready.emit(compute_statistics(records, labels), names)
-            return
-        elif kind == "review":
-            entries = [
-                HistoryEntry(r, self._load_thumbnail(storage.image_file(r), self.REVIEW_THUMBNAIL))
-                for r in storage.review_queue(payload)
-            ]
-            self.review_ready.emit(entries)
-            return
-        # The write is done: a failing history read must not send it back to the retry loop (it would run twice).
-        self._safely(storage, "read the history", self._emit_history)
+        self._stop.wait(delay)  # a stop ends the wait at once
 
     def _emit_history(self, storage: Storage) -> None:
-        entries = []
-        for record in storage.recent(self.HISTORY_LENGTH):
-            if record.id not in self._thumbs:
-                self._thumbs[record.id] = self._load_thumbnail(storage.image_file(record))
-            entries.append(HistoryEntry(record, self._thumbs[record.id]))
-        # Keep only the shown ones: a cache of every decision's thumbnail grew ~12 KB per decision, for ever.
-        self._thumbs = {entry.record.id: entry.thumbnail for entry in entries}
-        self.history_changed.emit(entries, storage.count_today())
-
-    @staticmethod
-    def _load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
-        # Decode at a half or a quarter of the size: enough for the tile, much faster for camera frames.
-        reduced = cv2.IMREAD_REDUCED_COLOR_2 if size > THUMBNAIL_SIZE else cv2.IMREAD_REDUCED_COLOR_4
-        image = cv2.imread(str(path), reduced)
-        if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
-            return np.full((size, size, 3), 128, np.uint8)
-        return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
+        self.history_changed.emit(self.thumbnails.history(storage), storage.count_today())
 
 
 class RetrainWorker(Worker):

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from station.storage import DecisionRecord
+from station.storage_jobs import HistoryEntry
 from station.ui.images import to_pixmap
-from station.workers import HistoryEntry
 
 
 def describe(record: DecisionRecord) -> str:

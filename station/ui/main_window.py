@@ -7,10 +7,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QMessageBox, QToolBar, QVBoxLayout, QWidget
 
+from station import storage_jobs as jobs
 from station.bins import Bins
 from station.camera import ENDED, LIVE, LOST, Frame
 from station.decisions import DecisionDesk, DecisionRefusedError
@@ -19,6 +20,7 @@ from station.handsfree import HandsFree
 from station.inference import Prediction
 from station.retraining import LearningTrigger, outcome_line
 from station.storage import DecisionRecord, NewDecision
+from station.storage_jobs import HistoryEntry
 from station.ui.class_buttons import ClassButtons
 from station.ui.colors import CONFIRMED_GREEN, CORRECTED_PURPLE, class_color
 from station.ui.hands_free import HandsFreeDesk
@@ -33,7 +35,6 @@ from station.ui.versions_dialog import VersionsDialog
 from station.ui.video_view import Overlay, VideoView
 from station.workers import (
     CaptureWorker,
-    HistoryEntry,
     InferenceWorker,
     ModelLoadWorker,
     RetrainWorker,
@@ -56,6 +57,12 @@ KEYS_HELP = ("Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo 
 
 
 class MainWindow(QMainWindow):
+    # Done by the storage thread (delivered on this thread): what the panels, hands-free and learning follow.
+    decision_saved = Signal(object)  # DecisionRecord
+    decision_removed = Signal(object)  # DecisionRecord (undo or delete)
+    decision_relabelled = Signal(object)  # DecisionRecord
+    version_activated = Signal(object)  # VersionRecord: the database records it as the running model
+
     def __init__(
         self,
         desk: DecisionDesk,
@@ -183,25 +190,20 @@ class MainWindow(QMainWindow):
         for worker in (self.capture, self.inference):
             worker.errored.connect(self._on_worker_errored)
         self._connect_storage()
+        self.decision_saved.connect(self._on_decision_saved)
+        self.decision_saved.connect(self.hands_free.on_decision_saved)
+        self.decision_removed.connect(self.hands_free.on_decision_removed)
+        self.decision_removed.connect(self._on_decision_removed)
+        self.decision_relabelled.connect(self._on_decision_relabelled)
         self.buttons.label_chosen.connect(self.choose)
-        # Through self.storage at call time: a restarted storage worker replaces it.
-        self.history.relabel_requested.connect(lambda i, label: self.storage.relabel(i, label))
-        self.history.delete_requested.connect(lambda i: self.storage.delete(i))
+        self.history.relabel_requested.connect(self.relabel)
+        self.history.delete_requested.connect(self.delete)
 
     def _connect_storage(self) -> None:
-        self.storage.decision_saved.connect(self._on_decision_saved)
-        self.storage.decision_saved.connect(self.hands_free.on_decision_saved)
-        self.storage.decision_removed.connect(self.hands_free.on_decision_removed)
-        self.storage.decision_removed.connect(self._on_decision_removed)
-        self.storage.decision_relabelled.connect(self._on_decision_relabelled)
         self.storage.history_changed.connect(self._on_history_changed)
         self.storage.storage_retrying.connect(self._on_storage_retrying)
         self.storage.storage_recovered.connect(lambda: self.video.set_notice(None))
         self.storage.storage_failed.connect(self._on_storage_failed)
-        self.storage.version_activated.connect(self._on_version_activated)
-        self.storage.versions_listed.connect(self._on_versions_listed)
-        self.storage.statistics_ready.connect(self._on_statistics_ready)
-        self.storage.review_ready.connect(self._on_review_ready)
         self.storage.errored.connect(self._on_storage_stopped)
 
     # ---- operator actions
@@ -223,13 +225,19 @@ class MainWindow(QMainWindow):
         self.store_decision(decision)
 
     def store_decision(self, decision: NewDecision) -> None:
-        self.storage.save(decision)
+        self.storage.submit(jobs.save(decision, self.storage.thumbnails), self.decision_saved.emit, refresh=True)
         self.capture.advance()  # folder with interval 0: the next image only after a decision
         self.video.flash(f"Saving {decision.operator_label}…", HINT_GREY, 3000)
 
     def undo(self) -> None:
         if not self._refuse_while_storage_down():
-            self.storage.undo_last()
+            self.storage.submit(jobs.undo_last(self.storage.thumbnails), self.decision_removed.emit, refresh=True)
+
+    def relabel(self, decision_id: int, label: str) -> None:
+        self.storage.submit(jobs.relabel(decision_id, label), self.decision_relabelled.emit, refresh=True)
+
+    def delete(self, decision_id: int) -> None:
+        self.storage.submit(jobs.delete(decision_id, self.storage.thumbnails), self.decision_removed.emit, refresh=True)
 
     def _refuse_while_storage_down(self) -> bool:
         """No key press is taken as saved while no storage thread runs: it would only sit in a dead queue."""
@@ -380,7 +388,8 @@ class MainWindow(QMainWindow):
         worker.finished.connect(self._on_retrain_worker_finished)
         dialog.cancel_requested.connect(worker.cancel)
         dialog.promote_requested.connect(lambda r: self.use_model(Path(r.candidate), r.version, activate=True))
-        dialog.discard_requested.connect(lambda r: self.storage.discard_version(r.version))
+        dialog.discard_requested.connect(
+            lambda r: self.storage.submit(jobs.discard(r.version), self._on_versions_listed))
         self.retrain_worker, self.retrain_dialog = worker, dialog
         self.learning.started()
         self._show_learning(f"learning… ({mode})", "#2980b9")
@@ -433,7 +442,7 @@ class MainWindow(QMainWindow):
     def _on_model_loaded(self, classifier: Any, activate: bool) -> None:
         old = self.inference.swap_classifier(classifier)
         if activate:
-            self.storage.activate_version(classifier.version)
+            self.storage.submit(jobs.activate(classifier.version), self._on_version_activated)
         self.video.flash(f"Now using model {classifier.version} (was {old.version})", OK_GREEN, 3000)
         self._refresh_status()
 
@@ -442,14 +451,20 @@ class MainWindow(QMainWindow):
 
     def _on_version_activated(self, record: Any) -> None:
         self.statusBar().showMessage(f"model {record.version} is now the active version", 5000)
+        if self.versions_dialog is not None:
+            self.list_versions()
+        self.version_activated.emit(record)
 
     def show_versions(self) -> None:
         if self.versions_dialog is None:
             self.versions_dialog = VersionsDialog(self, folder_of=self.storage.version_dir)
             self.versions_dialog.use_requested.connect(
                 lambda record: self.use_model(self.storage.version_dir(record), record.version, activate=True))
-        self.storage.list_versions()
+        self.list_versions()
         self.versions_dialog.show()
+
+    def list_versions(self) -> None:
+        self.storage.submit(jobs.list_versions, self._on_versions_listed, write=False)
 
     def _on_versions_listed(self, records: list[Any]) -> None:
         if self.versions_dialog is not None:
@@ -462,7 +477,8 @@ class MainWindow(QMainWindow):
         if self.statistics_view is None:
             self.statistics_view = StatisticsView(self)
             self.statistics_view.refresh_requested.connect(
-                lambda wanted: self.storage.request_statistics(wanted, self.inference.classifier.labels))
+                lambda wanted: self.storage.submit(jobs.statistics(wanted, self.inference.classifier.labels),
+                                                   lambda result: self._on_statistics_ready(*result), write=False))
         self.statistics_view.show()
         self.statistics_view.raise_()
         self.statistics_view.refresh()
@@ -479,11 +495,14 @@ class MainWindow(QMainWindow):
     def show_review(self) -> None:
         if self.review_dialog is None:
             self.review_dialog = ReviewDialog(self.desk.labels, self.desk.threshold, self)
-            self.review_dialog.relabel_requested.connect(lambda i, label: self.storage.relabel(i, label))
-            self.review_dialog.reload_requested.connect(lambda: self.storage.request_review(REVIEW_LENGTH))
+            self.review_dialog.relabel_requested.connect(self.relabel)
+            self.review_dialog.reload_requested.connect(self.request_review)
         self.review_dialog.show()
         self.review_dialog.raise_()
-        self.storage.request_review(REVIEW_LENGTH)
+        self.request_review()
+
+    def request_review(self) -> None:
+        self.storage.submit(jobs.review(REVIEW_LENGTH), self._on_review_ready, write=False)
 
     def _on_review_ready(self, entries: list[HistoryEntry]) -> None:
         if self.review_dialog is not None:

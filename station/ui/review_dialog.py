@@ -9,9 +9,9 @@ from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence
 from PySide6.QtWidgets import QDialog, QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from station.storage import DecisionRecord
+from station.storage_jobs import HistoryEntry
 from station.ui.images import to_pixmap
 from station.ui.keys import bind_key
-from station.workers import HistoryEntry
 
 UNCERTAIN_BACKGROUND = QColor("#fde3c8")
 REVIEWED_BACKGROUND = QColor("#d5f5e3")

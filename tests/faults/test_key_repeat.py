@@ -7,7 +7,7 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.faults.helpers import wait_for_undecided
-from tests.gui.test_main_window import WAIT_MS, press, rows, start_window, wait_for_prediction
+from tests.gui.test_main_window import WAIT_MS, press, rows, start_window, storage_done, wait_for_prediction
 
 KEY_TEXT = {Qt.Key.Key_Space: " ", Qt.Key.Key_Backspace: "\b", Qt.Key.Key_1: "1"}
 
@@ -26,9 +26,8 @@ def auto_repeat(window, key: Qt.Key, times: int) -> None:
 
 def drain(qtbot, window) -> None:
     """Wait until every write queued so far is done (the storage queue runs jobs in order)."""
-    with qtbot.waitSignal(window.storage.versions_listed, timeout=WAIT_MS):
-        window.storage.list_versions()
-    # The listing's own job counts as pending until just after its signal: wait for the count, do not read it.
+    storage_done(qtbot, window)
+    # A write counts as pending until just after its result is sent: wait for the count, do not read it.
     qtbot.waitUntil(lambda: window.storage.pending == 0, timeout=WAIT_MS)
 
 
@@ -56,7 +55,7 @@ def test_holding_backspace_undoes_once(qtbot, windows, make_settings, image_fold
         wait_for_undecided(qtbot, window)
         press(qtbot, window, Qt.Key.Key_Space)
     kept = rows(settings.data_dir)[:2]
-    press(qtbot, window, Qt.Key.Key_Backspace, window.storage.decision_removed)
+    press(qtbot, window, Qt.Key.Key_Backspace, window.decision_removed)
     auto_repeat(window, Qt.Key.Key_Backspace, 20)
     drain(qtbot, window)
     left = rows(settings.data_dir)

@@ -81,7 +81,7 @@ def test_an_unexpected_error_in_a_job_does_not_end_the_thread(
     monkeypatch.setattr(Storage, "recent", recent_fails_once)
     messages: list[str] = []
     window.storage.storage_failed.connect(messages.append)
-    with qtbot.waitSignals([window.storage.decision_saved, window.storage.storage_failed], timeout=WAIT_MS):
+    with qtbot.waitSignals([window.decision_saved, window.storage.storage_failed], timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_Space)
     assert any("history read exploded" in m for m in messages)
     assert len(rows(settings.data_dir)) == 1
@@ -96,6 +96,7 @@ def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_w
 ) -> None:
     import numpy as np
 
+    from station import storage_jobs as jobs
     from station.storage import NewDecision
 
     settings = make_settings()
@@ -104,7 +105,9 @@ def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_w
     window = start_window(qtbot, windows, settings, tiny_classifier)
     qtbot.waitUntil(lambda: window.storage.isFinished() and window.storage_dialog is not None, timeout=WAIT_MS)
     window.storage_dialog.button(QMessageBox.StandardButton.Close).click()
-    window.storage.save(NewDecision(np.zeros((8, 8, 3), np.uint8), "a", 0.9, {}, "a"))  # queued as it stopped
+    decision = NewDecision(np.zeros((8, 8, 3), np.uint8), "a", 0.9, {}, "a")
+    window.storage.submit(jobs.save(decision, window.storage.thumbnails), window.decision_saved.emit,
+                          refresh=True)  # queued as it stopped
     assert window.storage.pending == 1
     asked: list[str] = []
 
@@ -128,8 +131,10 @@ def test_quitting_right_after_a_key_press_saves_it_without_asking(
     asked: list[str] = []
     monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *rest: asked.append(text)
                         or QMessageBox.StandardButton.Discard)
-    window.storage.request_review(10)
-    window.storage.list_versions()
+    from station import storage_jobs as jobs
+
+    window.storage.submit(jobs.review(10), lambda entries: None, write=False)
+    window.storage.submit(jobs.list_versions, lambda records: None, write=False)
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert window.storage.pending <= 1  # the save at most (it may be done already): reads are not pending writes
     assert window.close()

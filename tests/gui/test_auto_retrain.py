@@ -27,7 +27,7 @@ def decide(qtbot, window) -> None:
     """Confirm the next prediction (a frame takes one decision: wait for one not decided yet)."""
     wait_for_prediction(qtbot, window, after=getattr(window, "decided_in_test", None))
     window.decided_in_test = window.desk.shown
-    with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
         window.confirm()
 
 

@@ -84,7 +84,7 @@ def test_locked_database_retries_and_saves_once_released(
         assert "Not saved yet" in window.video.notice_text()
         assert window.storage.pending == 1
     finally:
-        with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
+        with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
             blocker.rollback()
             blocker.close()
     [row] = rows(settings.data_dir)

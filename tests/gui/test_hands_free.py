@@ -51,7 +51,7 @@ def test_an_uncertain_item_waits_for_a_key_and_the_next_does_not_replace_it(
     assert hands.current is first and window.desk.shown is first.prediction  # still the first on screen
     assert rows(settings.data_dir) == []  # nothing decided without the operator
     assert "WAITING FOR YOU" in (window.video._overlay.item_state or "")
-    with qtbot.waitSignal(window.storage.decision_saved, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_Space)
     [row] = rows(settings.data_dir)
     assert row.kind == "confirmed" and row.item_id == first.item_id and row.touches == 1

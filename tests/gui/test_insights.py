@@ -7,12 +7,13 @@ from PySide6.QtCore import Qt
 
 from station.storage import Storage
 from tests import fixture_decisions as fx
-from tests.gui.test_main_window import WAIT_MS, start_window
+from tests.gui.test_main_window import WAIT_MS, start_window, storage_done
 
 
-def open_with_key(qtbot, window, key_sequence: str, signal) -> None:
-    with qtbot.waitSignal(signal, timeout=WAIT_MS):
-        qtbot.keyClick(window, key_sequence, Qt.KeyboardModifier.ControlModifier)
+def open_with_key(qtbot, window, key_sequence: str) -> None:
+    """Open a view with its key and wait until the storage thread's answer is shown in it."""
+    qtbot.keyClick(window, key_sequence, Qt.KeyboardModifier.ControlModifier)
+    storage_done(qtbot, window)
 
 
 def table(view) -> list[list[str]]:
@@ -24,7 +25,7 @@ def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings
     settings = make_settings()
     fx.fill(settings.data_dir)
     window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
-    open_with_key(qtbot, window, "I", window.storage.statistics_ready)
+    open_with_key(qtbot, window, "I")
     view = window.statistics_view
     assert view.isVisible()
     # "today" follows the real clock here; the fixture's days are in the past, so 0 today.
@@ -37,13 +38,13 @@ def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings
     assert [t.get_text() for t in timeline.texts] == ["v1", "r1"]  # version marks on the trend
     assert [view.version_box.itemText(i) for i in range(view.version_box.count())] == ["All versions", "r1", "v1"]
 
-    with qtbot.waitSignal(window.storage.statistics_ready, timeout=WAIT_MS):
-        view.version_box.setCurrentText("r1")  # the filter asks again by itself
+    view.version_box.setCurrentText("r1")  # the filter asks again by itself
+    storage_done(qtbot, window)
     assert table(view) == [["a", "0", "1", "100%"], ["b", "0", "1", "100%"], ["c", "0", "1", "100%"]]
     assert [t.get_text() for t in view.timeline_figure.axes[0].texts] == ["r1"]
 
-    with qtbot.waitSignal(window.storage.statistics_ready, timeout=WAIT_MS):
-        view.range_box.setCurrentText("Today")
+    view.range_box.setCurrentText("Today")
+    storage_done(qtbot, window)
     assert view.statistics.overall == 0 and "no decisions" in view.timeline_figure.axes[0].texts[0].get_text()
 
 
@@ -51,7 +52,7 @@ def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings,
     settings = make_settings()  # uncertainty threshold 0.6
     fx.fill(settings.data_dir)
     window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
-    open_with_key(qtbot, window, "U", window.storage.review_ready)
+    open_with_key(qtbot, window, "U")
     dialog = window.review_dialog
     qtbot.waitExposed(dialog)
     dialog.activateWindow()
@@ -63,7 +64,7 @@ def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings,
     assert ["⚠" in text for text in captions] == [c < 0.6 for c in confidences]  # uncertain ones flagged
 
     first = dialog.selected_record()  # 35 %: model said c, operator said a
-    with qtbot.waitSignal(window.storage.decision_relabelled, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.decision_relabelled, timeout=WAIT_MS):
         qtbot.keyClick(dialog, "2")  # the live view's key for class 2 ("b")
     with Storage(settings.data_dir) as storage:
         row = storage.get(first.id)
@@ -71,7 +72,7 @@ def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings,
     assert dialog.grid.currentRow() == 1 and "✔ b" in dialog.grid.item(0).text()
 
     second = dialog.selected_record()  # 42 %: model said a, operator said b
-    with qtbot.waitSignal(window.storage.decision_relabelled, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.decision_relabelled, timeout=WAIT_MS):
         qtbot.keyClick(dialog, Qt.Key.Key_Space)  # the model was right after all
     with Storage(settings.data_dir) as storage:
         row = storage.get(second.id)
@@ -100,6 +101,6 @@ def test_status_bar_today_counts_decisions_not_imported_photos(
         qtbot.keyClick(window, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: window.status_labels["today"].text().startswith("today 1 "), timeout=WAIT_MS)
 
-    open_with_key(qtbot, window, "I", window.storage.statistics_ready)
+    open_with_key(qtbot, window, "I")
     summary = window.statistics_view.summary.text()
     assert "Today <b>1</b>" in summary and "imported 6 (not counted)" in summary

@@ -43,8 +43,16 @@ def wait_for_prediction(qtbot, window, after=None) -> None:
 
 def press(qtbot, window, key, signal=None) -> None:
     """Press a key and wait until the storage worker has done the write (saved by default)."""
-    with qtbot.waitSignal(signal or window.storage.decision_saved, timeout=WAIT_MS):
+    with qtbot.waitSignal(signal or window.decision_saved, timeout=WAIT_MS):
         qtbot.keyClick(window, key)
+
+
+def storage_done(qtbot, window) -> None:
+    """Wait until every storage job submitted so far is done and its result delivered to this thread: a marker
+    job runs after them (one thread, in order) and its result arrives after theirs."""
+    seen: list[object] = []
+    window.storage.submit(lambda storage: "marker", seen.append, write=False)
+    qtbot.waitUntil(lambda: seen == ["marker"], timeout=WAIT_MS)
 
 
 def rows(data_dir: Path) -> list:
@@ -85,7 +93,7 @@ def test_number_key_corrects_and_undo_removes_row_and_file(
     [row] = rows(settings.data_dir)
     assert row.operator_label == TINY_LABELS[1]
     assert row.kind == ("confirmed" if row.predicted_label == TINY_LABELS[1] else "corrected")
-    press(qtbot, window, Qt.Key.Key_Backspace, window.storage.decision_removed)
+    press(qtbot, window, Qt.Key.Key_Backspace, window.decision_removed)
     assert rows(settings.data_dir) == []
     assert not (settings.data_dir / row.image_path).exists()
 
@@ -196,7 +204,7 @@ def test_history_relabel_and_delete(qtbot, windows, make_settings, image_folder,
     press(qtbot, window, Qt.Key.Key_Space)
     [row] = rows(settings.data_dir)
     other = next(label for label in TINY_LABELS if label != row.operator_label)
-    with qtbot.waitSignal(window.storage.decision_relabelled, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.decision_relabelled, timeout=WAIT_MS):
         window.history.relabel_requested.emit(row.id, other)
     [relabelled] = rows(settings.data_dir)
     assert relabelled.operator_label == other and relabelled.kind == "corrected"
@@ -231,7 +239,7 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     with Storage(settings.data_dir) as storage:  # as a retraining does: write with the folder open (never swept)
         shutil.copytree(tiny_bundle_path, candidate)
         storage.add_version("r1", candidate, "fast", parent="tiny-v1")  # a candidate, not promoted
-    with qtbot.waitSignal(window.storage.version_activated, timeout=MODEL_LOAD_MS):
+    with qtbot.waitSignal(window.version_activated, timeout=MODEL_LOAD_MS):
         window.use_model(candidate, "r1", activate=True)
     assert window.inference.classifier.version == "r1"
     with Storage(settings.data_dir) as storage:

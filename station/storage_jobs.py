@@ -1,0 +1,162 @@
+"""The station's storage jobs: plain functions of a ``Storage``, run in the storage thread. No Qt.
+
+``StorageWorker.submit(fn, done)`` runs ``fn(storage)`` there and hands the result to ``done`` on the GUI
+thread. Whatever a job needs besides the database (thumbnails, statistics) is computed here, off the GUI
+thread. A job that finds nothing to act on raises ``NothingToDoError``: the operator is told, nothing is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from station.statistics import Statistics, StatsFilter, compute_statistics
+from station.storage import DecisionRecord, NewDecision, Storage, VersionRecord
+
+T = TypeVar("T")
+Job = Callable[[Storage], T]
+
+THUMBNAIL_SIZE = 72
+REVIEW_THUMBNAIL = 128
+HISTORY_LENGTH = 20
+
+
+@dataclass(frozen=True, eq=False)
+class HistoryEntry:
+    record: DecisionRecord
+    thumbnail: NDArray[np.uint8]  # small RGB copy for the history panel
+
+
+class NothingToDoError(ValueError):
+    """Nothing to undo, a decision already deleted: the request is answered, not retried."""
+
+
+def thumbnail(image: NDArray[np.uint8], size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
+    # Decode at a half or a quarter of the size: enough for the tile, much faster for camera frames.
+    reduced = cv2.IMREAD_REDUCED_COLOR_2 if size > THUMBNAIL_SIZE else cv2.IMREAD_REDUCED_COLOR_4
+    image = cv2.imread(str(path), reduced)
+    if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
+        return np.full((size, size, 3), 128, np.uint8)
+    return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
+
+
+class Thumbnails:
+    """The history panel's thumbnails by decision id, used only in the storage thread: a decision just saved
+    is shown without reading its file back."""
+
+    def __init__(self) -> None:
+        self._images: dict[int, NDArray[np.uint8]] = {}
+
+    def remember(self, record: DecisionRecord, image: NDArray[np.uint8]) -> None:
+        self._images[record.id] = thumbnail(image)
+
+    def forget(self, record: DecisionRecord) -> None:
+        self._images.pop(record.id, None)
+
+    def history(self, storage: Storage, length: int = HISTORY_LENGTH) -> list[HistoryEntry]:
+        """The newest ``length`` decisions, newest first, with their thumbnails."""
+        entries = []
+        for record in storage.recent(length):
+            if record.id not in self._images:
+                self._images[record.id] = load_thumbnail(storage.image_file(record))
+            entries.append(HistoryEntry(record, self._images[record.id]))
+        # Keep only the shown ones: a cache of every decision's thumbnail grew ~12 KB per decision, for ever.
+        self._images = {entry.record.id: entry.thumbnail for entry in entries}
+        return entries
+
+
+# ---- writes
+
+
+def save(decision: NewDecision, thumbnails: Thumbnails) -> Job[DecisionRecord]:
+    def job(storage: Storage) -> DecisionRecord:
+        record = storage.save(decision)
+        thumbnails.remember(record, decision.image)
+        return record
+
+    return job
+
+
+def undo_last(thumbnails: Thumbnails) -> Job[DecisionRecord]:
+    """This station's newest decision, removed."""
+
+    def job(storage: Storage) -> DecisionRecord:
+        record = storage.undo_last(storage.station)
+        if record is None:
+            raise NothingToDoError("nothing to undo")
+        thumbnails.forget(record)
+        return record
+
+    return job
+
+
+def delete(decision_id: int, thumbnails: Thumbnails) -> Job[DecisionRecord]:
+    def job(storage: Storage) -> DecisionRecord:
+        record = storage.delete(decision_id)
+        if record is None:
+            raise NothingToDoError("that decision no longer exists")
+        thumbnails.forget(record)
+        return record
+
+    return job
+
+
+def relabel(decision_id: int, label: str) -> Job[DecisionRecord]:
+    return lambda storage: storage.relabel(decision_id, label)
+
+
+def activate(version: str) -> Job[VersionRecord]:
+    """Record ``version`` as the running model."""
+    return lambda storage: storage.activate(version)
+
+
+def discard(version: str) -> Job[list[VersionRecord]]:
+    """Mark a candidate discarded; the versions as they are now."""
+
+    def job(storage: Storage) -> list[VersionRecord]:
+        storage.set_version_status(version, "discarded")
+        return storage.versions()
+
+    return job
+
+
+# ---- reads
+
+
+def list_versions(storage: Storage) -> list[VersionRecord]:
+    """Every model version, newest first."""
+    return storage.versions()
+
+
+def statistics(wanted: StatsFilter, labels: tuple[str, ...]) -> Job[tuple[Statistics, list[str]]]:
+    """The statistics of the decisions ``wanted`` covers, and every model version name (for the filter)."""
+
+    def job(storage: Storage) -> tuple[Statistics, list[str]]:
+        records = storage.decisions(wanted.since, wanted.until, wanted.model_version)
+        names = sorted({v.version for v in storage.versions()} | set(storage.decision_versions()))
+        return compute_statistics(records, labels), names
+
+    return job
+
+
+def review(limit: int) -> Job[list[HistoryEntry]]:
+    """The review queue, least confident first, with larger thumbnails."""
+
+    def job(storage: Storage) -> list[HistoryEntry]:
+        return [HistoryEntry(r, load_thumbnail(storage.image_file(r), REVIEW_THUMBNAIL))
+                for r in storage.review_queue(limit)]
+
+    return job
