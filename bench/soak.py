@@ -155,8 +155,8 @@ def main() -> int:
         if press == WARM_UP:
             rss_start = rss_mb()
             started_after_warm_up, saved_at_warm_up = time.monotonic(), len(saved)
-        if press >= WARM_UP and window.retrain_worker is None:  # a retraining runs through the soak
-            window.start_retrain("fast")
+        if press >= WARM_UP and window.models.retrain_worker is None:  # a retraining runs through the soak
+            window.models.start_retrain("fast")
             retrains += 1
         done = len(saved) + len(removed) + len(failures)
         live = len(saved) - len(removed)
@@ -183,9 +183,9 @@ def main() -> int:
     elapsed = time.monotonic() - started_after_warm_up
     decided = len(saved) - saved_at_warm_up
     rss_end = rss_mb()
-    if window.retrain_worker is not None:
-        window.retrain_worker.cancel()
-        wait_until(qt, lambda: window.retrain_worker is None, "the last retraining to stop")
+    if window.models.retrain_worker is not None:
+        window.models.retrain_worker.cancel()
+        wait_until(qt, lambda: window.models.retrain_worker is None, "the last retraining to stop")
     window.shutdown()
     problems = check_folder(settings.data_dir, saved - removed)
 

@@ -193,7 +193,7 @@ def assemble_window(
     window = MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,
                         feed_note=feed_note(settings, demo_reason), auto_retrain_every=settings.auto_retrain_every,
                         hands=hands, bins=Bins(settings.bins, classifier.labels), publisher=publisher)
-    window.learning.learn_from_auto = settings.learn_from_auto
+    window.models.learning.learn_from_auto = settings.learn_from_auto
     return window
 
 

@@ -131,6 +131,11 @@ class InferenceWorker(Worker):
         with self._lock:
             return self._classifier
 
+    @property
+    def fps(self) -> float:
+        """Predictions per second over the last seconds (0 while no frame comes)."""
+        return self.rate.rate()
+
     def swap_classifier(self, classifier: Classifier) -> Classifier:
         """Use a new (already loaded and warmed-up) classifier from the next frame on; returns the old one.
 

@@ -30,3 +30,10 @@ def text_color_on(background: QColor) -> QColor:
 # What a decision toast says at a glance: the model was right (green), or the operator corrected it.
 CONFIRMED_GREEN = QColor("#27ae60")
 CORRECTED_PURPLE = QColor("#8e44ad")
+
+# What a message on the video says by its colour.
+OK_GREEN = CONFIRMED_GREEN
+HINT_GREY = QColor("#555555")
+WARN_ORANGE = QColor("#e67e22")
+DEMO_YELLOW = QColor("#f1c40f")
+ERROR_RED = QColor("#c0392b")

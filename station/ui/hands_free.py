@@ -147,7 +147,7 @@ class HandsFreeDesk(QObject):
 
     def _on_due(self) -> None:
         item = self.hands.due_item()
-        if item is None or self.window.storage_down is not None:  # storage down: it waits for the operator
+        if item is None or self.window.storage_guard.down is not None:  # storage down: it waits for the operator
             self._refresh()
             return
         try:

@@ -1,4 +1,4 @@
-"""Window shortcuts that act once per key press."""
+"""Window shortcuts that act once per key press, and the keys that label an item."""
 
 from __future__ import annotations
 
@@ -20,3 +20,18 @@ def bind_key(window: QWidget, sequence: QKeySequence | str, slot: Callable[[], o
     shortcut.setAutoRepeat(False)
     shortcut.activated.connect(slot)
     return shortcut
+
+
+CONFIRM_KEYS = (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter)
+CLASS_KEYS = 9  # 1–9
+
+
+def bind_label_keys(
+    window: QWidget, classes: int, confirm: Callable[[], object], choose: Callable[[int], object]
+) -> None:
+    """The live view's labelling keys, the same in the review queue: Space/Enter agree with the model, the number
+    keys choose class 1–9 (``choose`` gets its index)."""
+    for key in CONFIRM_KEYS:
+        bind_key(window, QKeySequence(key), confirm)
+    for index in range(min(classes, CLASS_KEYS)):
+        bind_key(window, str(index + 1), lambda i=index: choose(i))

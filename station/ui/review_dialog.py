@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence
 from PySide6.QtWidgets import QDialog, QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
@@ -11,7 +9,7 @@ from PySide6.QtWidgets import QDialog, QLabel, QListView, QListWidget, QListWidg
 from station.storage import DecisionRecord
 from station.storage_jobs import HistoryEntry
 from station.ui.images import to_pixmap
-from station.ui.keys import bind_key
+from station.ui.keys import bind_key, bind_label_keys
 
 UNCERTAIN_BACKGROUND = QColor("#fde3c8")
 REVIEWED_BACKGROUND = QColor("#d5f5e3")
@@ -71,14 +69,8 @@ class ReviewDialog(QDialog):
         layout.addWidget(self.grid, 1)
         layout.addWidget(self.status)
 
-        def bind(sequence: QKeySequence, slot: Callable[[], object]) -> None:
-            bind_key(self, sequence, slot)
-
-        for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            bind(QKeySequence(key), self.confirm_selected)
-        for index in range(min(len(labels), 9)):
-            bind(QKeySequence(str(index + 1)), lambda i=index: self.relabel_selected(self.labels[i]))
-        bind(QKeySequence(Qt.Key.Key_F5), self.reload_requested.emit)
+        bind_label_keys(self, len(labels), self.confirm_selected, lambda i: self.relabel_selected(self.labels[i]))
+        bind_key(self, QKeySequence(Qt.Key.Key_F5), self.reload_requested.emit)
 
     def show_entries(self, entries: list[HistoryEntry]) -> None:
         self.grid.clear()

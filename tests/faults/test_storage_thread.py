@@ -29,18 +29,18 @@ def test_corrupt_database_stops_storage_visibly_and_a_restart_recovers(
     qtbot.waitUntil(lambda: "NOT being saved" in window.video.notice_text(), timeout=WAIT_MS)
     assert "corrupt" in window.video.notice_text()
     wait_for_prediction(qtbot, window)
-    window.storage_dialog.button(QMessageBox.StandardButton.Close).click()  # the operator closes the dialog
+    window.storage_guard.dialog.button(QMessageBox.StandardButton.Close).click()  # the operator closes the dialog
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert "NOT saved" in window.video.flash_text()
-    qtbot.waitUntil(window.storage_dialog.isVisible)  # and is offered the restart again
+    qtbot.waitUntil(window.storage_guard.dialog.isVisible)  # and is offered the restart again
     assert window.storage.pending == 0 and not window.desk.shown_is_decided  # nothing taken as saved
     assert sha256_of(settings.data_dir / DB_NAME) == damaged  # never written over
 
     shutil.copy(good, settings.data_dir / DB_NAME)  # the operator restores the backup
     with _restarted(qtbot, window):
-        window.storage_dialog.button(QMessageBox.StandardButton.Retry).click()
+        window.storage_guard.dialog.button(QMessageBox.StandardButton.Retry).click()
     assert window.video.notice_text() == ""
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
@@ -103,8 +103,8 @@ def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_w
     fill(settings.data_dir, 3)
     corrupt_pages(settings.data_dir / DB_NAME)
     window = start_window(qtbot, windows, settings, tiny_classifier)
-    qtbot.waitUntil(lambda: window.storage.isFinished() and window.storage_dialog is not None, timeout=WAIT_MS)
-    window.storage_dialog.button(QMessageBox.StandardButton.Close).click()
+    qtbot.waitUntil(lambda: window.storage.isFinished() and window.storage_guard.dialog is not None, timeout=WAIT_MS)
+    window.storage_guard.dialog.button(QMessageBox.StandardButton.Close).click()
     decision = NewDecision(np.zeros((8, 8, 3), np.uint8), "a", 0.9, {}, "a")
     window.storage.submit(jobs.save(decision, window.storage.thumbnails), window.decision_saved.emit,
                           refresh=True)  # queued as it stopped

@@ -15,7 +15,7 @@ def auto_window(qtbot, windows, make_settings, classifier, every: int, target):
     factory, demo_reason = app.choose_source(settings)
     window = app.assemble_window(settings, classifier, factory, demo_reason, retrain_job=lambda mode: RetrainJob(
         settings.data_dir, classifier.bundle.path, mode=mode))
-    window.retrain_target = target
+    window.models.retrain_target = target
     windows.append(window)
     qtbot.addWidget(window)
     window.show()
@@ -32,7 +32,7 @@ def decide(qtbot, window) -> None:
 
 
 def learning_text(window) -> str:
-    return window.status_labels["learning"].text()
+    return window.status.labels["learning"].text()
 
 
 def test_every_n_decisions_a_background_retraining_runs_and_its_outcome_is_shown(
@@ -41,18 +41,18 @@ def test_every_n_decisions_a_background_retraining_runs_and_its_outcome_is_shown
     window, _ = auto_window(qtbot, windows, make_settings, tiny_classifier, 3, declined_child)
     decide(qtbot, window)
     decide(qtbot, window)
-    assert window.retrain_worker is None and learning_text(window) == ""
+    assert window.models.retrain_worker is None and learning_text(window) == ""
     decide(qtbot, window)
-    worker = window.retrain_worker
+    worker = window.models.retrain_worker
     assert worker is not None
-    assert not window.retrain_dialog.isVisible()  # in the background: no dialog in the operator's way
+    assert not window.models.retrain_dialog.isVisible()  # in the background: no dialog in the operator's way
     assert learning_text(window).startswith("learning…")
-    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)  # a quick child: no signal to catch
+    qtbot.waitUntil(lambda: window.models.retrain_worker is None, timeout=WAIT_MS)  # a quick child: no signal to catch
     assert learning_text(window) == "learned: r1 kept as a candidate (site-worse, site 60% → 30% of 20)"
     assert window.inference.classifier.version == "tiny-v1"  # declined: the running model stays
-    window.retrain_action.trigger()  # the Retrain button stays, with its dialog
-    assert window.retrain_worker is not None and window.retrain_dialog.isVisible()
-    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)
+    window.models.retrain_action.trigger()  # the Retrain button stays, with its dialog
+    assert window.models.retrain_worker is not None and window.models.retrain_dialog.isVisible()
+    qtbot.waitUntil(lambda: window.models.retrain_worker is None, timeout=WAIT_MS)
 
 
 def test_two_triggers_never_run_two_retrainings(
@@ -60,16 +60,16 @@ def test_two_triggers_never_run_two_retrainings(
 ) -> None:
     window, _ = auto_window(qtbot, windows, make_settings, tiny_classifier, 1, slow_child)
     decide(qtbot, window)
-    first = window.retrain_worker
+    first = window.models.retrain_worker
     assert first is not None
     decide(qtbot, window)  # due again, but one is running: it waits its turn
     decide(qtbot, window)
-    assert window.retrain_worker is first and window.learning.pending == 2
+    assert window.models.retrain_worker is first and window.models.learning.pending == 2
     with qtbot.waitSignal(first.finished, timeout=WAIT_MS):
         first.cancel()
-    qtbot.waitUntil(lambda: window.retrain_worker not in (None, first), timeout=WAIT_MS)  # the next one
-    assert window.learning.pending == 0
-    second = window.retrain_worker
+    qtbot.waitUntil(lambda: window.models.retrain_worker not in (None, first), timeout=WAIT_MS)  # the next one
+    assert window.models.learning.pending == 0
+    second = window.models.retrain_worker
     with qtbot.waitSignal(second.finished, timeout=WAIT_MS):
         second.cancel()
 
@@ -81,9 +81,9 @@ def test_a_failed_background_retraining_leaves_model_and_database_as_they_were(
     with Storage(settings.data_dir) as storage:
         before = [(v.version, v.status) for v in storage.versions()]
     decide(qtbot, window)
-    assert window.retrain_worker is not None
+    assert window.models.retrain_worker is not None
     qtbot.waitUntil(lambda: learning_text(window).startswith("learning failed"), timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: window.retrain_worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.models.retrain_worker is None, timeout=WAIT_MS)
     assert window.inference.classifier.version == "tiny-v1"
     with Storage(settings.data_dir) as storage:
         assert [(v.version, v.status) for v in storage.versions()] == before

@@ -116,7 +116,7 @@ def test_the_start_up_window_shows_each_step_until_the_station_s_window(
             seen.setdefault("window", window)
             if window.desk.shown is not None:  # the first prediction is on screen: done
                 seen["splash closed"] = splash is None
-                seen["status"] = window.status_labels["camera"].text()
+                seen["status"] = window.status.labels["camera"].text()
                 timer.stop()
                 window.close()
 

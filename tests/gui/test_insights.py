@@ -26,7 +26,7 @@ def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings
     fx.fill(settings.data_dir)
     window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
     open_with_key(qtbot, window, "I")
-    view = window.statistics_view
+    view = window.insights.statistics_view
     assert view.isVisible()
     # "today" follows the real clock here; the fixture's days are in the past, so 0 today.
     assert table(view) == [["a", "0", "3", "67%"], ["b", "0", "3", "67%"], ["c", "0", "1", "100%"]]
@@ -53,7 +53,7 @@ def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings,
     fx.fill(settings.data_dir)
     window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
     open_with_key(qtbot, window, "U")
-    dialog = window.review_dialog
+    dialog = window.insights.review_dialog
     qtbot.waitExposed(dialog)
     dialog.activateWindow()
     qtbot.waitUntil(dialog.isActiveWindow)
@@ -99,8 +99,8 @@ def test_status_bar_today_counts_decisions_not_imported_photos(
     wait_for_prediction(qtbot, window)
     with qtbot.waitSignal(window.storage.history_changed, timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: window.status_labels["today"].text().startswith("today 1 "), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.status.labels["today"].text().startswith("today 1 "), timeout=WAIT_MS)
 
     open_with_key(qtbot, window, "I")
-    summary = window.statistics_view.summary.text()
+    summary = window.insights.statistics_view.summary.text()
     assert "Today <b>1</b>" in summary and "imported 6 (not counted)" in summary

@@ -138,7 +138,7 @@ def test_restart_on_the_same_data_folder_shows_the_history(
     with qtbot.waitSignal(again.storage.history_changed, timeout=WAIT_MS):
         again.storage.start()
     assert again.history.ids() == saved
-    assert again.decisions_today == 2
+    assert again.status.decisions_today == 2
 
 
 def test_unopenable_camera_falls_back_to_the_demo_feed(
@@ -151,8 +151,8 @@ def test_unopenable_camera_falls_back_to_the_demo_feed(
     window = start_window(qtbot, windows, settings, tiny_classifier)
     assert window.video.banner_text().startswith("DEMO: bundled images, because ")
     wait_for_prediction(qtbot, window)
-    qtbot.waitUntil(lambda: "demo, one image every 0.5 s" in window.status_labels["camera"].text(), timeout=WAIT_MS)
-    assert window.status_labels["capture"].isHidden()  # a slideshow has no capture rate worth showing
+    qtbot.waitUntil(lambda: "demo, one image every 0.5 s" in window.status.labels["camera"].text(), timeout=WAIT_MS)
+    assert window.status.labels["capture"].isHidden()  # a slideshow has no capture rate worth showing
     assert window.desk.shown.frame.name.startswith("item")
 
 
@@ -221,7 +221,7 @@ def test_a_model_that_fails_to_load_keeps_the_running_one(
     window = start_window(qtbot, windows, make_settings(), tiny_classifier)
     broken = tmp_path / "broken-bundle"
     broken.mkdir()
-    window.use_model(broken, "r9", activate=True)
+    window.models.use_model(broken, "r9", activate=True)
     qtbot.waitUntil(lambda: "Model r9 not used" in window.video.flash_text(), timeout=WAIT_MS)
     assert window.inference.classifier is tiny_classifier
 
@@ -239,8 +239,8 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     with Storage(settings.data_dir) as storage:  # as a retraining does: write with the folder open (never swept)
         shutil.copytree(tiny_bundle_path, candidate)
         storage.add_version("r1", candidate, "fast", parent="tiny-v1")  # a candidate, not promoted
-    with qtbot.waitSignal(window.version_activated, timeout=MODEL_LOAD_MS):
-        window.use_model(candidate, "r1", activate=True)
+    with qtbot.waitSignal(window.models.version_activated, timeout=MODEL_LOAD_MS):
+        window.models.use_model(candidate, "r1", activate=True)
     assert window.inference.classifier.version == "r1"
     with Storage(settings.data_dir) as storage:
         assert storage.active_version().version == "r1"

@@ -37,16 +37,16 @@ def test_retrain_button_progress_result_and_hot_swap(
 
     with qtbot.waitSignal(window.storage.history_changed, timeout=RETRAIN_MS):
         pass
-    window.retrain_action.trigger()
-    worker = window.retrain_worker
-    assert worker is not None and window.retrain_dialog.isVisible()
-    window.retrain_action.trigger()  # a second click while one runs starts nothing
-    assert window.retrain_worker is worker and "already running" in window.video.flash_text()
+    window.models.retrain_action.trigger()
+    worker = window.models.retrain_worker
+    assert worker is not None and window.models.retrain_dialog.isVisible()
+    window.models.retrain_action.trigger()  # a second click while one runs starts nothing
+    assert window.models.retrain_worker is worker and "already running" in window.video.flash_text()
     with qtbot.waitSignal(worker.retrain_finished, timeout=RETRAIN_MS) as finished:
         pass
     result = finished.args[0]
     assert result.promoted and result.version == "r1"
-    assert window.retrain_dialog.pages.currentIndex() == 1  # the result view
+    assert window.models.retrain_dialog.pages.currentIndex() == 1  # the result view
     assert result.candidate_metrics.decisions.accuracy > result.current.decisions.accuracy
     qtbot.waitUntil(lambda: window.inference.classifier.version == "r1", timeout=RETRAIN_MS)
     qtbot.waitUntil(lambda: window.desk.shown is not None and window.desk.shown.model_version == "r1",
