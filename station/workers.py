@@ -188,7 +188,7 @@ class _Failed:
     """What a job that could not be done returns instead of a result (already said with ``storage_failed``)."""
 
 
-FAILED = _Failed()
+_FAILED = _Failed()
 
 
 class StorageWorker(Worker):
@@ -316,7 +316,7 @@ class StorageWorker(Worker):
     def _run(self, storage: Storage, job: StorageJob[Any]) -> None:
         try:
             result = self._retrying(lambda: job.fn(storage))
-            if result is FAILED:
+            if result is _FAILED:
                 return
             self.job_done.emit(job.done, result)
             if job.refresh:
@@ -339,10 +339,10 @@ class StorageWorker(Worker):
                     if not isinstance(exc, StorageError | ValueError):
                         log.exception("storage job failed")
                     self.storage_failed.emit(str(exc))
-                    return FAILED
+                    return _FAILED
                 if self._stop.is_set() and attempt > 0:  # quitting: one retry without waiting, then give up
                     self.storage_failed.emit(f"{exc} — giving up at shutdown; this write was NOT saved")
-                    return FAILED
+                    return _FAILED
                 self._wait_retry(str(exc), attempt)
                 attempt += 1
             else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from station import storage_jobs as jobs
 from station.storage import DB_NAME, Storage
 from tests.faults.helpers import assert_data_folder_intact, corrupt_pages, fill, sha256_of, wait_for_undecided
 from tests.gui.test_main_window import WAIT_MS, press, rows, start_window, wait_for_prediction
@@ -96,7 +97,6 @@ def test_quitting_with_writes_a_stopped_storage_will_never_run_asks_instead_of_w
 ) -> None:
     import numpy as np
 
-    from station import storage_jobs as jobs
     from station.storage import NewDecision
 
     settings = make_settings()
@@ -131,8 +131,6 @@ def test_quitting_right_after_a_key_press_saves_it_without_asking(
     asked: list[str] = []
     monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *rest: asked.append(text)
                         or QMessageBox.StandardButton.Discard)
-    from station import storage_jobs as jobs
-
     window.storage.submit(jobs.review(10), lambda entries: None, write=False)
     window.storage.submit(jobs.list_versions, lambda records: None, write=False)
     qtbot.keyClick(window, Qt.Key.Key_Space)

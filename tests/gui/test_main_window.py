@@ -197,6 +197,16 @@ def test_a_source_that_stops_is_shown_lost_and_recovers(
     wait_for_prediction(qtbot, window)
 
 
+def test_the_status_bar_shows_capture_and_inference_rates(qtbot, windows, make_settings, tiny_classifier) -> None:
+    """A live camera: both rates come from the same kind of meter, so they can be compared at a glance."""
+    window = start_window(qtbot, windows, make_settings(), tiny_classifier, lambda: FlakySource(threading.Event()))
+    qtbot.waitUntil(lambda: window.capture.loop.fps > 0 and window.inference.fps > 0, timeout=WAIT_MS)
+    labels = window.status.labels
+    qtbot.waitUntil(lambda: not labels["inference"].text().startswith("inference 0.0 fps"), timeout=WAIT_MS)
+    assert labels["capture"].isVisibleTo(window.status) and labels["capture"].text().endswith(" fps")
+    assert labels["inference"].text().endswith(f"ms ({tiny_classifier.backend})")
+
+
 def test_history_relabel_and_delete(qtbot, windows, make_settings, image_folder, tiny_classifier) -> None:
     settings = make_settings()
     window = start_window(qtbot, windows, settings, tiny_classifier)
@@ -239,7 +249,7 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     with Storage(settings.data_dir) as storage:  # as a retraining does: write with the folder open (never swept)
         shutil.copytree(tiny_bundle_path, candidate)
         storage.add_version("r1", candidate, "fast", parent="tiny-v1")  # a candidate, not promoted
-    with qtbot.waitSignal(window.models.version_activated, timeout=MODEL_LOAD_MS):
+    with qtbot.waitSignals([window.models.model_swapped, window.models.version_activated], timeout=MODEL_LOAD_MS):
         window.models.use_model(candidate, "r1", activate=True)
     assert window.inference.classifier.version == "r1"
     with Storage(settings.data_dir) as storage:
