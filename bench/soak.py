@@ -130,7 +130,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     write_photos(work / "photos", args.presses + 10, args.seed)  # every confirm/correct takes a new photo
     settings = Settings(source=str(work / "photos"), interval=0.0, threshold=0.6, data_dir=work / "data",
-                        station_name="soak", model=str(bundle), base_data=None)
+                        station_name="soak", model=str(bundle), base_data=None, auto_retrain_every=0,
+                        max_base_drop=0.05)
     qt = QApplication.instance() or QApplication([])
     classifier = Classifier.load(bundle)
     factory, _ = station_app.choose_source(settings)

@@ -42,7 +42,7 @@ def test_retrain_button_progress_result_and_hot_swap(
     assert worker is not None and window.models.retrain_dialog.isVisible()
     window.models.retrain_action.trigger()  # a second click while one runs starts nothing
     assert window.models.retrain_worker is worker and "already running" in window.video.flash_text()
-    with qtbot.waitSignal(worker.retrain_finished, timeout=RETRAIN_MS) as finished:
+    with qtbot.waitSignal(window.models.retrain_finished, timeout=RETRAIN_MS) as finished:
         pass
     result = finished.args[0]
     assert result.promoted and result.version == "r1"
