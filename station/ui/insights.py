@@ -40,7 +40,8 @@ class Insights(QObject):
         self.statistics_view: StatisticsView | None = None
         self.review_dialog: ReviewDialog | None = None
         # Many decisions in a row ask once: the timer restarts on each and fires a second after the last.
-        self.statistics_timer = QTimer(self, interval=1000, singleShot=True, timeout=self._refresh_statistics)
+        self.statistics_timer = QTimer(self, interval=1000, singleShot=True)
+        self.statistics_timer.timeout.connect(self._refresh_statistics)
         self.statistics_action = QAction("Statistics… (Ctrl+I)", window, shortcut=QKeySequence("Ctrl+I"))
         self.statistics_action.setToolTip("Decisions per class, model/operator agreement, confusion matrix, trend")
         self.statistics_action.triggered.connect(self.show_statistics)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QWidget
 
 
-def bind_key(window: QWidget, sequence: QKeySequence | str, slot: Callable[[], object]) -> QShortcut:
+def bind_key(
+    window: QWidget, sequence: QKeySequence | QKeySequence.StandardKey | str, slot: Callable[[], object]
+) -> QShortcut:
     """A window-wide shortcut without auto-repeat: a held key is one press.
 
     Qt repeats shortcuts every ~30 ms while a key is held; for keys that store, relabel or delete
@@ -34,4 +37,4 @@ def bind_label_keys(
     for key in CONFIRM_KEYS:
         bind_key(window, QKeySequence(key), confirm)
     for index in range(min(classes, CLASS_KEYS)):
-        bind_key(window, str(index + 1), lambda i=index: choose(i))
+        bind_key(window, str(index + 1), partial(choose, index))

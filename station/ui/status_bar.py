@@ -36,7 +36,8 @@ class StationStatusBar(QStatusBar):
             self.addPermanentWidget(label)
             self.labels[name] = label
         inference.prediction_ready.connect(self._on_prediction_ready)
-        self.timer = QTimer(self, interval=500, timeout=self.refresh)
+        self.timer = QTimer(self, interval=500)
+        self.timer.timeout.connect(self.refresh)
         self.timer.start()
         self.refresh()
 
