@@ -13,15 +13,17 @@ import sqlalchemy.exc
 from PIL import Image
 from sqlalchemy import event
 
-from station import storage as storage_mod
 from station.storage import (
     SCHEMA_VERSION,
+    Decision,
     NewDecision,
     Storage,
     StorageError,
     is_holdout,
     is_transient,
     open_engine,
+    repository,
+    schema,
 )
 
 LABELS = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
@@ -294,7 +296,7 @@ def test_unexpected_error_during_insert_propagates_and_removes_file(
     def boom(row: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(storage_mod, "_record", boom)
+    monkeypatch.setattr(Decision, "to_record", boom)
     with pytest.raises(RuntimeError, match="bug"):
         store.save(new())
     monkeypatch.undo()
@@ -317,7 +319,7 @@ def test_unwritable_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(storage_mod.tempfile, "NamedTemporaryFile", denied)
+    monkeypatch.setattr(repository.tempfile, "NamedTemporaryFile", denied)
     with pytest.raises(StorageError, match="Permission denied") as err:
         Storage(data_dir)
     assert str(data_dir) in str(err.value)
@@ -399,7 +401,7 @@ def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPat
         conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN embedding BLOB")  # type: ignore[attr-defined]
         raise RuntimeError("step failed")
 
-    monkeypatch.setitem(storage_mod.MIGRATIONS, 0, half_done)
+    monkeypatch.setitem(schema.MIGRATIONS, 0, half_done)
     with pytest.raises(RuntimeError):
         Storage(data_dir)
     con = sqlite3.connect(data_dir / "station.db")
