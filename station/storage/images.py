@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +12,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from station.storage.errors import StorageError
+from training.files import fsync_dir, write_atomically
 
 
 def encode_png(image: NDArray[np.uint8]) -> bytes:
@@ -36,41 +35,8 @@ def write_image(images_dir: Path, created: datetime, png: bytes, permissions: in
         new_day = not day.exists()
         day.mkdir(parents=True, exist_ok=True)
         if new_day:
-            _fsync_dir(images_dir)
-        _write_atomically(file, png, permissions)
+            fsync_dir(images_dir)
+        write_atomically(file, png, durable=True, permissions=permissions)
     except OSError as exc:
         raise StorageError(f"cannot write image {file}: {exc.strerror or exc}") from exc
     return file
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename/creation inside ``folder`` durable before the row that points at it is committed (POSIX)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the whole file or nothing.
-
-    ``mode``: mkstemp makes the file private (0600); images get the database's own mode instead.
-    """
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -101,6 +102,26 @@ def test_save_writes_exact_png_matching_row(store: Storage, data_dir: Path) -> N
     assert again.created_at.tzinfo is not None and again.created_at.utcoffset() == timedelta(0)
     assert abs(again.created_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
     assert again.created_at == rec.created_at
+
+
+@pytest.mark.skipif(os.name != "posix", reason="folders are synced on POSIX only")
+def test_image_and_its_folders_are_on_disk_before_the_row(
+    store: Storage, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []  # inodes, in order
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    committed_after: list[int] = []
+    event.listen(store._sessions, "after_commit", lambda s: committed_after.append(len(synced)))
+    path = store.image_file(store.save(new()))
+    day = path.parent
+    assert synced == [(data_dir / "images").stat().st_ino, path.stat().st_ino, day.stat().st_ino]
+    assert committed_after == [3]
 
 
 def test_save_accepts_numpy_scalars_and_station_override(store: Storage) -> None:
