@@ -141,7 +141,7 @@ class Storage:
 
         referenced, first = self._read(read)
         leftovers = [p for pattern in TEMP_GLOBS for p in self.images_dir.rglob(pattern) if p.is_file()]
-        leftovers += [p for p in self.data_dir.glob(".write-test-*") if p.is_file()]
+        leftovers += [p for pattern in TEMP_GLOBS for p in self.data_dir.glob(pattern) if p.is_file()]
         if first is not None:
             oldest = first.timestamp() - 1.0  # mtime resolution
             for path in self.images_dir.rglob("*.png"):

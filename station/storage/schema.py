@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from sqlalchemy import Connection, Table, inspect, select, text
 from station.storage.errors import StorageError
 from station.storage.models import Base, Decision, Meta, ModelVersion
 from station.storage.records import is_holdout
+from training.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,35 @@ def _upgrade_2_to_3(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1, 1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
+def backup_path(db_path: Path, version: int) -> Path:
+    """Where a schema-``version`` database is copied before it is upgraded: beside it, named by that version."""
+    return db_path.with_name(f"{db_path.stem}.schema-{version}-backup{db_path.suffix}")
+
+
+def back_up(db_path: Path, target: Path) -> None:
+    """A consistent copy of the committed database (SQLite's online backup), written atomically: an interrupted
+    backup never replaces a whole one. Its own connection: SQLite refuses to back up from a connection that is
+    in a write transaction, while another connection reads beside that writer (WAL)."""
+    source = sqlite3.connect(db_path)
+    try:
+        with atomic_path(target, durable=True, permissions=stat.S_IMODE(db_path.stat().st_mode)) as tmp:
+            copy = sqlite3.connect(tmp)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+    finally:
+        source.close()
+
+
 def prepare_schema(conn: Connection, db_path: Path) -> None:
-    """Create a new database, or upgrade an older one to ``SCHEMA_VERSION``; a newer one is refused."""
+    """Create a new database, or upgrade an older one to ``SCHEMA_VERSION``; a newer one is refused.
+
+    Before an upgrade the database is backed up (``backup_path``): a migration that goes wrong in a way the
+    rollback does not cover (a bug in a step, a station that cannot read the result) keeps the operator's data.
+    Called inside the write transaction that upgrades (it holds the write lock), so no other station writes between
+    the copy and the upgrade.
+    """
     version = read_version(conn)
     if version is None:
         Base.metadata.create_all(conn)
@@ -99,6 +129,10 @@ def prepare_schema(conn: Connection, db_path: Path) -> None:
             f"database {db_path} has schema version {version}, this station knows up to {SCHEMA_VERSION}; "
             "update the station"
         )
+    if version < SCHEMA_VERSION:
+        backup = backup_path(db_path, version)
+        log.info("backing up %s to %s before upgrading it", db_path, backup)
+        back_up(db_path, backup)
     while version < SCHEMA_VERSION:
         step = MIGRATIONS.get(version)
         if step is None:

@@ -433,6 +433,48 @@ def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPat
         con.close()
 
 
+@pytest.mark.parametrize("old_version", [0, 1])
+def test_upgrade_keeps_a_backup_of_the_old_database(data_dir: Path, old_version: int) -> None:
+    db = data_dir / "station.db"
+    _v0_database(db, with_meta=True)
+    if old_version == 1:
+        with Storage(data_dir) as store, store.engine.begin() as conn:  # a schema-1 database: no model versions
+            conn.exec_driver_sql("DROP TABLE model_versions")
+            conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        schema.backup_path(db, 0).unlink()
+    with Storage(data_dir) as store:
+        assert store.count() == 2
+
+    backup = data_dir / f"station.schema-{old_version}-backup.db"
+    assert schema.backup_path(db, old_version) == backup
+    assert [p.name for p in data_dir.glob("station.schema-*")] == [backup.name]  # one backup, no temporary
+    con = sqlite3.connect(backup)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(old_version),)
+        assert con.execute("SELECT id, operator_label FROM decisions ORDER BY id").fetchall() == [
+            (1, "glass"), (2, "metal")]
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "model_versions" not in tables
+    finally:
+        con.close()
+
+
+def test_no_backup_of_a_new_or_current_database(data_dir: Path) -> None:
+    Storage(data_dir).close()
+    Storage(data_dir).close()
+    assert not list(data_dir.glob("*backup*"))
+
+
+def test_interrupted_backup_leaves_a_temporary_that_the_next_start_sweeps(data_dir: Path) -> None:
+    Storage(data_dir).close()
+    temporary = data_dir / ".station.schema-1-backup.db.x1y2.tmp"  # what a kill during the copy leaves
+    temporary.write_bytes(b"half a database")
+    with Storage(data_dir) as store:
+        assert store.swept.removed == [temporary]
+    assert not temporary.exists()
+
+
 def test_newer_schema_refused(data_dir: Path) -> None:
     Storage(data_dir).close()
     con = sqlite3.connect(data_dir / "station.db")
