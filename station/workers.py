@@ -26,6 +26,8 @@ from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
 from station.statistics import StatsFilter, compute_statistics
 from station.storage import (
+    ACTIVE,
+    DISCARDED,
     DecisionRecord,
     NewDecision,
     Storage,
@@ -33,6 +35,7 @@ from station.storage import (
     VersionRecord,
     is_corrupt,
     is_transient,
+    queries,
     version_folder,
 )
 from training.messages import RetrainFailed, RetrainOutcome, RetrainProgress, RetrainStopped
@@ -376,15 +379,16 @@ class StorageWorker(Worker):
             self.decision_removed.emit(record)
         elif kind == "relabel":
             self.decision_relabelled.emit(storage.relabel(*payload))
-        elif kind == "activate":
-            self.version_activated.emit(storage.activate(payload))
-            self.versions_listed.emit(storage.versions())
+        elif kind in ("activate", "discard"):
+            status = ACTIVE if kind == "activate" else DISCARDED
+            with storage.write(f"{kind} model version {payload!r}") as s:  # the list is what this change left
+                record = queries.set_version_status(s, payload, status)
+                listed = queries.list_versions(s)
+            if kind == "activate":
+                self.version_activated.emit(record)
+            self.versions_listed.emit(listed)
             return
         elif kind == "versions":
-            self.versions_listed.emit(storage.versions())
-            return
-        elif kind == "discard":
-            storage.set_version_status(payload, "discarded")
             self.versions_listed.emit(storage.versions())
             return
         elif kind == "statistics":

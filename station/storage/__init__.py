@@ -11,10 +11,12 @@ Threading: one ``Storage`` per thread; results are plain frozen dataclasses (``r
 they can be sent across threads. Several processes may share a data folder (WAL + busy_timeout).
 
 Modules: ``records`` (plain values), ``models`` (ORM tables), ``errors``, ``schema`` (versions and upgrades),
-``engine``, ``folder`` (layout, lock, crash leftovers), ``images``, ``repository`` (``Storage``).
+``engine``, ``folder`` (layout, lock, crash leftovers), ``images``, ``repository`` (``Storage``), ``queries``
+(the steps of a transaction a caller owns: ``with storage.write() as s: queries.… (s, …)``).
 Everything callers need is re-exported here: ``from station.storage import Storage, DecisionRecord``.
 """
 
+from station.storage import queries
 from station.storage.engine import DEFAULT_BUSY_TIMEOUT_MS, open_engine
 from station.storage.errors import CorruptDatabaseError, StorageError, is_corrupt, is_transient
 from station.storage.folder import DB_NAME, IMAGES_DIR, LOCK_NAME, MODELS_DIR, SweepReport
@@ -80,5 +82,6 @@ __all__ = [
     "is_transient",
     "local_day_bounds",
     "open_engine",
+    "queries",
     "version_folder",
 ]

@@ -10,16 +10,18 @@ import hashlib
 import logging
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Engine, func, literal_column, select, update
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from station.storage.engine import DEFAULT_BUSY_TIMEOUT_MS, open_engine
+from station.storage import queries
+from station.storage.engine import DEFAULT_BUSY_TIMEOUT_MS, for_writes, open_engine
 from station.storage.errors import CorruptDatabaseError, StorageError, corrupt_message, driver_message, is_corrupt
 from station.storage.folder import (
     DB_NAME,
@@ -34,15 +36,12 @@ from station.storage.folder import (
     remove_leftover,
 )
 from station.storage.images import encode_png, write_image
-from station.storage.models import Decision, ModelVersion, embedding_bytes
+from station.storage.models import Decision, embedding_bytes
 from station.storage.records import (
     ACTIVE,
     CANDIDATE,
     IMPORTED,
     KINDS,
-    RETIRED,
-    VERSION_MODES,
-    VERSION_STATUSES,
     DecisionRecord,
     NewDecision,
     VersionRecord,
@@ -56,11 +55,13 @@ from station.storage.schema import prepare_schema
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-
 class Storage:
-    """Decisions of one data folder. Every method is one short transaction; results are plain ``DecisionRecord``s."""
+    """Decisions and model versions of one data folder, as plain records.
+
+    Every public method is one short transaction. Where an operation has several steps that must see and leave
+    one consistent state, the caller owns the transaction: ``with storage.write(...) as s:`` and the steps of
+    ``queries`` (``storage.read()`` for several reads from one snapshot).
+    """
 
     def __init__(
         self,
@@ -90,7 +91,7 @@ class Storage:
 
     def _open_database(self, busy_timeout_ms: int) -> None:
         self._engine = open_engine(self.db_path, busy_timeout_ms)
-        write_engine = self._engine.execution_options(sqlite_begin="IMMEDIATE")
+        write_engine = for_writes(self._engine)
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
         self._sessions = sessionmaker(write_engine, expire_on_commit=False)
         try:
@@ -114,7 +115,7 @@ class Storage:
     def sweep(self) -> SweepReport:
         """Remove what crashes leave behind and no row refers to; only when no other Storage has the folder open.
 
-        - temporary files of interrupted image writes (``images/**/.*.tmp``);
+        - temporary files of interrupted image writes and database backups (``images/**/.*.tmp``, ``.*.tmp``);
         - image files without a row, written after the first stored decision (a save killed between its file
           and its row). Older ones are kept: they may belong to a database that was moved aside;
         - ``models/.*.partial-*`` / ``.*.old-*`` folders and ``models/rN`` folders no model version names
@@ -136,10 +137,9 @@ class Storage:
         return SweepReport([p for p, _ in removed], sum(size for _, size in removed))
 
     def _sweep_images(self) -> list[Path]:
-        def read(s: Session) -> tuple[set[str], datetime | None]:
-            return set(s.scalars(select(Decision.image_path))), s.scalar(select(func.min(Decision.created_at)))
-
-        referenced, first = self._read(read)
+        with self.read() as s:
+            referenced = set(s.scalars(select(Decision.image_path)))
+            first = s.scalar(select(func.min(Decision.created_at)))
         leftovers = [p for pattern in TEMP_GLOBS for p in self.images_dir.rglob(pattern) if p.is_file()]
         leftovers += [p for pattern in TEMP_GLOBS for p in self.data_dir.glob(pattern) if p.is_file()]
         if first is not None:
@@ -204,7 +204,32 @@ class Storage:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- writes
+    # ---- transactions
+
+    @contextmanager
+    def write(self, action: str = "write to") -> Iterator[Session]:
+        """One write transaction: committed when the block ends, rolled back entirely when it raises.
+
+        BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies (see ``open_engine``). A
+        database error becomes ``StorageError("cannot <action> in <database>: <reason>")``. Keep the block short
+        (no file I/O, no waiting) and let no ORM object out of it: ``queries`` returns plain records.
+        """
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot {action} in {self.db_path}: {driver_message(exc)}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """One read transaction: every query in the block sees the same committed state (WAL snapshot)."""
+        try:
+            with self._reads() as s:
+                yield s
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot read {self.db_path}: {driver_message(exc)}") from exc
+
+    # ---- decisions: writes
 
     def save(self, decision: NewDecision) -> DecisionRecord:
         """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed."""
@@ -236,16 +261,11 @@ class Storage:
             touches=decision.touches,
         )
         try:
-            with self._sessions.begin() as s:
-                s.add(row)
-                s.flush()
-                record = row.to_record()
-        except BaseException as exc:
+            with self.write("record the decision") as s:
+                return queries.add_decision(s, row)
+        except BaseException:
             remove_file(file)
-            if isinstance(exc, SQLAlchemyError):
-                raise StorageError(f"cannot record the decision in {self.db_path}: {driver_message(exc)}") from exc
             raise
-        return record
 
     def delete(self, decision_id: int) -> DecisionRecord | None:
         """Delete the row (committed), then its image. None when there was no such decision."""
@@ -258,49 +278,24 @@ class Storage:
             query = query.where(Decision.station == station)
         return self._delete(query)
 
-    def _delete(self, query: Any) -> DecisionRecord | None:
-        try:
-            with self._sessions.begin() as s:  # find + delete in one write transaction: no race with another undo
-                row = s.scalars(query).first()
-                if row is None:
-                    return None
-                record = row.to_record()
-                s.delete(row)
-        except SQLAlchemyError as exc:
-            raise StorageError(f"cannot delete the decision in {self.db_path}: {driver_message(exc)}") from exc
-        remove_file(self.image_file(record))
+    def _delete(self, query: Select[tuple[Decision]]) -> DecisionRecord | None:
+        with self.write("delete the decision") as s:
+            record = queries.delete_first(s, query)
+        if record is not None:
+            remove_file(self.image_file(record))
         return record
 
     def relabel(self, decision_id: int, operator_label: str) -> DecisionRecord:
         """Change the operator's label; ``kind`` follows (imports stay ``imported``: they had no prediction)."""
         check_label(operator_label)
-        try:
-            with self._sessions.begin() as s:
-                row = s.get(Decision, decision_id)
-                if row is None:
-                    raise StorageError(f"decision {decision_id} no longer exists")
-                row.operator_label = operator_label
-                if row.kind != IMPORTED:
-                    row.kind = derive_kind(row.predicted_label, operator_label)
-                s.flush()
-                record = row.to_record()
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"cannot relabel decision {decision_id} in {self.db_path}: {driver_message(exc)}"
-            ) from exc
-        return record
+        with self.write(f"relabel decision {decision_id}") as s:
+            return queries.relabel(s, decision_id, operator_label)
 
-    # ---- reads
+    # ---- decisions: reads
 
-    def _read(self, fn: Callable[[Session], Any]) -> Any:
-        try:
-            with self._reads() as s:
-                return fn(s)
-        except SQLAlchemyError as exc:
-            raise StorageError(f"cannot read {self.db_path}: {driver_message(exc)}") from exc
-
-    def _records(self, query: Any) -> list[DecisionRecord]:
-        return self._read(lambda s: [r.to_record() for r in s.scalars(query)])
+    def _records(self, query: Select[tuple[Decision]]) -> list[DecisionRecord]:
+        with self.read() as s:
+            return queries.decision_records(s, query)
 
     def get(self, decision_id: int) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.id == decision_id))
@@ -326,18 +321,7 @@ class Storage:
 
         Embeddings are left out unless asked for (statistics and export do not need ~5 KB per row).
         """
-        query = select(Decision).order_by(Decision.id)
-        if not with_embeddings:
-            query = query.options(defer(Decision.embedding))
-        if since is not None:
-            query = query.where(Decision.created_at >= local_day_bounds(since)[0])
-        if until is not None:
-            query = query.where(Decision.created_at < local_day_bounds(until)[1])
-        if model_version is not None:
-            query = query.where(Decision.model_version == model_version)
-        if holdout is not None:
-            query = query.where(Decision.holdout == holdout)
-        return self._records(query)
+        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout))
 
     def review_queue(self, limit: int = 200) -> list[DecisionRecord]:
         """Decisions with a prediction, least confident first (ties: oldest first); imports have none."""
@@ -352,18 +336,16 @@ class Storage:
 
     def decision_versions(self) -> list[str]:
         """Every model version that made a stored decision (some may predate the version registry)."""
-        query = select(Decision.model_version).where(Decision.model_version.is_not(None)).distinct()
-        return self._read(lambda s: list(s.scalars(query)))
+        with self.read() as s:
+            return queries.decision_versions(s)
 
     def find_sha256(self, sha256: str) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))
         return found[0] if found else None
 
     def count(self, kind: str | None = None) -> int:
-        query = select(func.count()).select_from(Decision)
-        if kind is not None:
-            query = query.where(Decision.kind == kind)
-        return self._read(lambda s: s.scalar(query))
+        with self.read() as s:
+            return queries.count(s, *([] if kind is None else [Decision.kind == kind]))
 
     def count_today(self, now: datetime | None = None) -> int:
         """Decisions made since local midnight (``now`` naive = local time; default: the clock).
@@ -372,14 +354,16 @@ class Storage:
         """
         local = (now or datetime.now()).astimezone()
         start, end = local_day_bounds(local.date())
-        in_day = (Decision.created_at >= start) & (Decision.created_at < end) & (Decision.kind != IMPORTED)
-        query = select(func.count()).select_from(Decision).where(in_day)
-        return self._read(lambda s: s.scalar(query))
+        with self.read() as s:
+            return queries.count(
+                s, Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED
+            )
 
     # ---- model versions
 
-    def _stored_path(self, path: Path | str) -> str:
-        """Relative (posix) when inside the data folder, so the folder can move; absolute otherwise."""
+    def stored_path(self, path: Path | str) -> str:
+        """How a bundle folder is stored: relative (posix) when inside the data folder, so the folder can move;
+        absolute otherwise."""
         absolute = Path(path).expanduser().resolve()
         try:
             return absolute.relative_to(self.data_dir.resolve()).as_posix()
@@ -403,91 +387,39 @@ class Storage:
         created_at: datetime | None = None,
     ) -> VersionRecord:
         """Register a bundle. ``status="active"`` retires the running version in the same transaction."""
-        if not isinstance(version, str) or not version.strip():
-            raise ValueError("version must be a non-empty string")
-        if mode not in VERSION_MODES:
-            raise ValueError(f"mode must be one of {VERSION_MODES}, got {mode!r}")
-        if status not in VERSION_STATUSES:
-            raise ValueError(f"status must be one of {VERSION_STATUSES}, got {status!r}")
-        row = ModelVersion(
-            version=version,
-            parent=parent,
-            path=self._stored_path(path),
-            created_at=(created_at or datetime.now(timezone.utc)).astimezone(timezone.utc),
-            mode=mode,
-            counts=dict(counts or {}),
-            metrics=dict(metrics or {}),
-            status=status,
-        )
-        try:
-            with self._sessions.begin() as s:
-                if s.get(ModelVersion, version) is not None:
-                    raise StorageError(f"model version {version!r} already exists in {self.db_path}")
-                if status == ACTIVE:
-                    s.execute(update(ModelVersion).where(ModelVersion.status == ACTIVE).values(status=RETIRED))
-                s.add(row)
-                s.flush()
-                record = row.to_record()
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"cannot register model version {version!r} in {self.db_path}: {driver_message(exc)}"
-            ) from exc
-        return record
-
-    def _versions(self, query: Any) -> list[VersionRecord]:
-        return self._read(lambda s: [r.to_record() for r in s.scalars(query)])
+        with self.write(f"register model version {version!r}") as s:
+            return queries.add_version(
+                s, version, self.stored_path(path), mode,
+                parent=parent, counts=counts, metrics=metrics, status=status, created_at=created_at,
+            )
 
     def versions(self) -> list[VersionRecord]:
         """Newest first (creation time, then insertion order)."""
-        return self._versions(
-            select(ModelVersion).order_by(ModelVersion.created_at.desc(), literal_column("model_versions.rowid").desc())
-        )
+        with self.read() as s:
+            return queries.list_versions(s)
 
     def get_version(self, version: str) -> VersionRecord | None:
-        found = self._versions(select(ModelVersion).where(ModelVersion.version == version))
-        return found[0] if found else None
+        with self.read() as s:
+            return queries.get_version(s, version)
 
     def active_version(self) -> VersionRecord | None:
-        found = self._versions(select(ModelVersion).where(ModelVersion.status == ACTIVE))
-        return found[0] if found else None
+        with self.read() as s:
+            return queries.active_version(s)
 
     def activate(self, version: str) -> VersionRecord:
         """Make ``version`` the active one and retire the previous (one transaction); also rolls back to old ones."""
-        return self._change_status(version, ACTIVE)
+        return self.set_version_status(version, ACTIVE)
 
     def set_version_status(self, version: str, status: str) -> VersionRecord:
-        """Set a status ("active" goes through ``activate``, so there is never more than one active version)."""
-        if status not in VERSION_STATUSES:
-            raise ValueError(f"status must be one of {VERSION_STATUSES}, got {status!r}")
-        return self._change_status(version, status)
-
-    def _change_status(self, version: str, status: str) -> VersionRecord:
-        try:
-            with self._sessions.begin() as s:
-                row = s.get(ModelVersion, version)
-                if row is None:
-                    raise StorageError(f"no model version named {version!r} in {self.db_path}")
-                if status == ACTIVE:
-                    # Core UPDATEs in this order: the old active is retired before the unique index sees a second one.
-                    s.execute(
-                        update(ModelVersion)
-                        .where(ModelVersion.status == ACTIVE, ModelVersion.version != version)
-                        .values(status=RETIRED)
-                    )
-                s.execute(update(ModelVersion).where(ModelVersion.version == version).values(status=status))
-                s.refresh(row)
-                record = row.to_record()
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"cannot change model version {version!r} in {self.db_path}: {driver_message(exc)}"
-            ) from exc
-        return record
+        """Set a status ("active" retires the active one, so there is never more than one active version)."""
+        with self.write(f"change model version {version!r}") as s:
+            return queries.set_version_status(s, version, status)
 
     def next_version_name(self) -> str:
         """"r<N>" one past every "r<N>" registered or present as a folder under ``models/``: never reused."""
-        names = set(self._read(lambda s: list(s.scalars(select(ModelVersion.version)))))
+        with self.read() as s:
+            names = queries.version_names(s)
         if self.models_dir.is_dir():
             names.update(p.name for p in self.models_dir.iterdir())
         numbers = [int(m.group(1)) for m in map(RETRAINED_NAME.fullmatch, names) if m]
         return f"r{max(numbers, default=0) + 1}"
-

@@ -23,6 +23,7 @@ from station.storage import (
     is_holdout,
     is_transient,
     open_engine,
+    queries,
     repository,
     schema,
 )
@@ -659,3 +660,70 @@ def test_next_version_name_is_never_reused(store: Storage, data_dir: Path) -> No
     assert store.next_version_name() == "r3"
     store.add_version("r9", data_dir, "fast")
     assert store.next_version_name() == "r10"
+
+
+# ---------------------------------------------------------------------------------------------- transactions
+
+
+def test_a_write_block_that_raises_rolls_back_every_step(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    kept = store.save(new(seed=1, operator="glass"))
+    with pytest.raises(RuntimeError, match="half way"), store.write("try several steps") as s:
+        queries.add_version(s, "r1", "models/r1", "fast", status="active")  # retires "base"
+        queries.relabel(s, kept.id, "metal")
+        assert queries.active_version(s).version == "r1"  # type: ignore[union-attr]  # seen inside the block
+        raise RuntimeError("half way")  # not a database error: it leaves the block as it is
+    assert [(v.version, v.status) for v in store.versions()] == [("base", "active")]
+    assert store.get(kept.id).operator_label == "glass"  # type: ignore[union-attr]
+
+
+def test_a_failing_step_rolls_back_the_steps_before_it(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled")
+    with pytest.raises(StorageError, match="already exists"), store.write() as s:
+        queries.add_version(s, "r1", "models/r1", "fast")
+        queries.add_version(s, "base", "elsewhere", "bundled")
+    assert [v.version for v in store.versions()] == ["base"]
+
+
+def test_a_write_block_commits_all_its_steps_together(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    with store.write() as s:
+        record = queries.set_version_status(s, "base", "discarded")
+        listed = queries.list_versions(s)
+    assert record.status == "discarded" and listed == store.versions() == [record]
+
+
+def test_write_maps_database_errors_with_its_action(data_dir: Path) -> None:
+    with Storage(data_dir, busy_timeout_ms=50) as store, Storage(data_dir) as other, other.write() as held:
+        held.execute(sqlalchemy.text("SELECT 1"))  # BEGIN IMMEDIATE: the other Storage holds the write lock
+        with pytest.raises(StorageError) as err, store.write("activate model version 'r1'") as s:
+            queries.active_version(s)
+    assert str(err.value).startswith(f"cannot activate model version 'r1' in {data_dir / 'station.db'}: ")
+    assert "locked" in str(err.value) and is_transient(err.value)
+
+
+def test_write_takes_the_lock_at_the_first_statement_not_on_entry(data_dir: Path) -> None:
+    with Storage(data_dir, busy_timeout_ms=50) as store, Storage(data_dir) as other, other.write() as held:
+        held.execute(sqlalchemy.text("SELECT 1"))
+        with pytest.raises(ValueError, match="mode"), store.write() as s:
+            queries.add_version(s, "r1", "models/r1", "slow")  # refused before any statement: no lock needed
+
+
+def test_read_sees_what_other_storages_committed_and_nothing_uncommitted(data_dir: Path) -> None:
+    with Storage(data_dir) as writer, Storage(data_dir) as reader:
+        with writer.write() as s:
+            queries.add_version(s, "base", "models/base", "bundled")
+            s.flush()
+            with reader.read() as r:
+                assert queries.list_versions(r) == []  # not committed yet
+        with reader.read() as r:
+            assert [v.version for v in queries.list_versions(r)] == ["base"]
+
+
+def test_a_read_block_is_one_snapshot(data_dir: Path) -> None:
+    with Storage(data_dir) as writer, Storage(data_dir) as reader, reader.read() as r:
+        assert queries.list_versions(r) == []  # the snapshot starts here
+        writer.add_version("base", data_dir, "bundled")
+        assert queries.list_versions(r) == [] and queries.version_names(r) == set()
+    with Storage(data_dir) as again:
+        assert [v.version for v in again.versions()] == ["base"]
