@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from station.settings import Settings, SettingsError, load_settings, model_folder
 from station.startup import Started, choose_source, feed_note, load_active_model, start_station
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from station.ui.startup_window import StartupWindow
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # instance() is typed QCoreApplication; the station only ever creates a QApplication
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("Sorting station")
     app.setQuitOnLastWindowClosed(False)  # the start-up window closes before the main window opens
     splash = StartupWindow()

@@ -32,7 +32,7 @@ from station.storage.records import (
 
 def _database(s: Session) -> str:
     """The database a session works on, for messages."""
-    return str(s.get_bind().url.database)
+    return str(s.get_bind().engine.url.database)
 
 
 # ---- decisions
@@ -44,11 +44,11 @@ def add_decision(s: Session, row: Decision) -> DecisionRecord:
     return row.to_record()
 
 
-def decision_records(s: Session, query: Select[tuple[Decision]]) -> list[DecisionRecord]:
+def decision_records(s: Session, query: Select[Decision]) -> list[DecisionRecord]:
     return [row.to_record() for row in s.scalars(query)]
 
 
-def delete_first(s: Session, query: Select[tuple[Decision]]) -> DecisionRecord | None:
+def delete_first(s: Session, query: Select[Decision]) -> DecisionRecord | None:
     """Delete the first decision ``query`` finds (in the caller's write transaction: no race with another undo)."""
     row = s.scalars(query).first()
     if row is None:
@@ -76,7 +76,7 @@ def decisions_query(
     model_version: str | None = None,
     with_embeddings: bool = False,
     holdout: bool | None = None,
-) -> Select[tuple[Decision]]:
+) -> Select[Decision]:
     """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version."""
     query = select(Decision).order_by(Decision.id)
     if not with_embeddings:

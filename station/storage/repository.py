@@ -136,7 +136,7 @@ class Storage:
             log.warning("removed crash leftover %s (%d bytes)", path, size)
         return SweepReport([p for p, _ in removed], sum(size for _, size in removed))
 
-    def _sweep_images(self) -> list[Path]:
+    def _sweep_images(self) -> list[tuple[Path, int]]:
         with self.read() as s:
             referenced = set(s.scalars(select(Decision.image_path)))
             first = s.scalar(select(func.min(Decision.created_at)))
@@ -278,7 +278,7 @@ class Storage:
             query = query.where(Decision.station == station)
         return self._delete(query)
 
-    def _delete(self, query: Select[tuple[Decision]]) -> DecisionRecord | None:
+    def _delete(self, query: Select[Decision]) -> DecisionRecord | None:
         with self.write("delete the decision") as s:
             record = queries.delete_first(s, query)
         if record is not None:
@@ -293,7 +293,7 @@ class Storage:
 
     # ---- decisions: reads
 
-    def _records(self, query: Select[tuple[Decision]]) -> list[DecisionRecord]:
+    def _records(self, query: Select[Decision]) -> list[DecisionRecord]:
         with self.read() as s:
             return queries.decision_records(s, query)
 
