@@ -87,8 +87,13 @@ def run_startup(
     from training.errors import TrainingError
 
     windows: list[MainWindow] = []  # keeps the window alive while the event loop runs
+    given_up: list[bool] = []  # the operator closed the start-up window before the station was ready
+    splash.cancelled.connect(lambda: given_up.append(True))
 
     def on_ready(started: Started) -> None:
+        if given_up:  # the loaded model arrived too late: no window, and its background conversion is stopped
+            started.classifier.close()
+            return
         window = build_window(settings, model_dir, started)
         windows.append(window)
         window.show()
@@ -109,6 +114,7 @@ def run_startup(
     worker.start()
     code = app.exec()
     worker.wait()
+    app.processEvents()  # a result the worker sent as the loop ended: on_ready discards it now, not in a later loop
     return code
 
 

@@ -55,6 +55,7 @@ from station.storage.schema import prepare_schema
 
 log = logging.getLogger(__name__)
 
+
 class Storage:
     """Decisions and model versions of one data folder, as plain records.
 
