@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -26,6 +26,8 @@ from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
 from station.statistics import StatsFilter, compute_statistics
 from station.storage import (
+    ACTIVE,
+    DISCARDED,
     DecisionRecord,
     NewDecision,
     Storage,
@@ -33,6 +35,7 @@ from station.storage import (
     VersionRecord,
     is_corrupt,
     is_transient,
+    queries,
     version_folder,
 )
 from training.messages import RetrainFailed, RetrainOutcome, RetrainProgress, RetrainStopped
@@ -187,8 +190,8 @@ def retryable(exc: BaseException) -> bool:
 def thumbnail(image: NDArray[np.uint8], size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
     height, width = image.shape[:2]
     scale = size / max(height, width)
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+    size_wh = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cast(NDArray[np.uint8], cv2.resize(image, size_wh, interpolation=cv2.INTER_AREA))
 
 
 class StorageWorker(Worker):
@@ -368,23 +371,24 @@ class StorageWorker(Worker):
             self._thumbs[record.id] = thumbnail(payload.image)
             self.decision_saved.emit(record)
         elif kind in ("undo", "delete"):
-            record = storage.undo_last(self.station) if kind == "undo" else storage.delete(payload)
-            if record is None:
+            removed = storage.undo_last(self.station) if kind == "undo" else storage.delete(payload)
+            if removed is None:
                 self.storage_failed.emit("nothing to undo" if kind == "undo" else "that decision no longer exists")
                 return
-            self._thumbs.pop(record.id, None)
-            self.decision_removed.emit(record)
+            self._thumbs.pop(removed.id, None)
+            self.decision_removed.emit(removed)
         elif kind == "relabel":
             self.decision_relabelled.emit(storage.relabel(*payload))
-        elif kind == "activate":
-            self.version_activated.emit(storage.activate(payload))
-            self.versions_listed.emit(storage.versions())
+        elif kind in ("activate", "discard"):
+            status = ACTIVE if kind == "activate" else DISCARDED
+            with storage.write(f"{kind} model version {payload!r}") as s:  # the list is what this change left
+                changed = queries.set_version_status(s, payload, status)
+                listed = queries.list_versions(s)
+            if kind == "activate":
+                self.version_activated.emit(changed)
+            self.versions_listed.emit(listed)
             return
         elif kind == "versions":
-            self.versions_listed.emit(storage.versions())
-            return
-        elif kind == "discard":
-            storage.set_version_status(payload, "discarded")
             self.versions_listed.emit(storage.versions())
             return
         elif kind == "statistics":
@@ -420,7 +424,7 @@ class StorageWorker(Worker):
         image = cv2.imread(str(path), reduced)
         if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
             return np.full((size, size, 3), 128, np.uint8)
-        return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
+        return thumbnail(cast(NDArray[np.uint8], cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), size)
 
 
 class RetrainWorker(Worker):

@@ -9,7 +9,9 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QWidget
 
 
-def bind_key(window: QWidget, sequence: QKeySequence | str, slot: Callable[[], object]) -> QShortcut:
+def bind_key(
+    window: QWidget, sequence: QKeySequence | QKeySequence.StandardKey | str, slot: Callable[[], object]
+) -> QShortcut:
     """A window-wide shortcut without auto-repeat: a held key is one press.
 
     Qt repeats shortcuts every ~30 ms while a key is held; for keys that store, relabel or delete

@@ -129,10 +129,11 @@ class MainWindow(QMainWindow):
             label.setContentsMargins(8, 0, 8, 0)
             self.statusBar().addPermanentWidget(label)
             self.status_labels[name] = label
-        self.status_timer = QTimer(self, interval=500, timeout=self._refresh_status)
+        self.status_timer = QTimer(self, interval=500)
+        self.status_timer.timeout.connect(self._refresh_status)
         self.status_timer.start()
         self.statistics_timer = QTimer(self, interval=1000, singleShot=True)
-        self.statistics_timer.timeout.connect(lambda: self.statistics_view and self.statistics_view.refresh())
+        self.statistics_timer.timeout.connect(self._refresh_statistics)
         self._refresh_status()
 
     def _build_toolbar(self) -> None:
@@ -164,13 +165,17 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
 
     def _bind_keys(self) -> None:
-        def bind(sequence: QKeySequence | str, slot: Callable[[], object]) -> None:
+        def bind(sequence: QKeySequence | QKeySequence.StandardKey | str, slot: Callable[[], object]) -> None:
             bind_key(self, sequence, slot)
 
         for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
             bind(QKeySequence(key), self.confirm)
         for index in range(min(len(self.desk.labels), 9)):
-            bind(str(index + 1), lambda i=index: self.choose(i))
+
+            def choose_class(i: int = index) -> None:
+                self.choose(i)
+
+            bind(str(index + 1), choose_class)
         bind(QKeySequence(Qt.Key.Key_Backspace), self.undo)
         bind(QKeySequence.StandardKey.Undo, self.undo)
         bind("F", self.toggle_freeze)
@@ -490,6 +495,10 @@ class MainWindow(QMainWindow):
             self.review_dialog.show_entries(entries)
 
     # ---- status
+
+    def _refresh_statistics(self) -> None:
+        if self.statistics_view:
+            self.statistics_view.refresh()
 
     def _refresh_status(self) -> None:
         state, detail = self.camera_state

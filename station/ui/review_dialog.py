@@ -77,7 +77,11 @@ class ReviewDialog(QDialog):
         for key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
             bind(QKeySequence(key), self.confirm_selected)
         for index in range(min(len(labels), 9)):
-            bind(QKeySequence(str(index + 1)), lambda i=index: self.relabel_selected(self.labels[i]))
+
+            def relabel(i: int = index) -> None:
+                self.relabel_selected(self.labels[i])
+
+            bind(QKeySequence(str(index + 1)), relabel)
         bind(QKeySequence(Qt.Key.Key_F5), self.reload_requested.emit)
 
     def show_entries(self, entries: list[HistoryEntry]) -> None:

@@ -136,3 +136,33 @@ def test_quitting_right_after_a_key_press_saves_it_without_asking(
     assert asked == []
     assert window.storage.isFinished() and window.storage.pending == 0
     assert len(rows(settings.data_dir)) == 1
+
+
+def test_activating_or_discarding_a_version_lists_what_that_change_left(qtbot, tmp_path: Path) -> None:
+    from station.workers import StorageWorker
+
+    with Storage(tmp_path) as storage:
+        storage.add_version("base", tmp_path / "base", "bundled", status="active")
+        for name in ("r1", "r2"):
+            storage.add_version(name, tmp_path / "models" / name, "fast", parent="base")
+    worker = StorageWorker(tmp_path, "st")
+    activated: list[str] = []
+    listed: list[dict[str, str]] = []
+    failed: list[str] = []
+    worker.version_activated.connect(lambda record: activated.append(record.version))
+    worker.versions_listed.connect(lambda records: listed.append({v.version: v.status for v in records}))
+    worker.storage_failed.connect(failed.append)
+    worker.start()
+    try:
+        worker.activate_version("r1")
+        worker.discard_version("r2")
+        worker.activate_version("zz")
+        qtbot.waitUntil(lambda: len(listed) == 2 and len(failed) == 1, timeout=WAIT_MS)
+    finally:
+        assert worker.stop()
+    assert activated == ["r1"]
+    assert listed == [
+        {"base": "retired", "r1": "active", "r2": "candidate"},
+        {"base": "retired", "r1": "active", "r2": "discarded"},
+    ]
+    assert failed == [f"no model version named 'zz' in {tmp_path / DB_NAME}"]  # and nothing listed for it
