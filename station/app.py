@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from station.settings import Settings, SettingsError, load_settings, model_folder
 from station.startup import Started, choose_source, feed_note, load_active_model, start_station
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from station.ui.startup_window import StartupWindow
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # instance() is typed QCoreApplication; the station only ever creates a QApplication
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("Sorting station")
     app.setQuitOnLastWindowClosed(False)  # the start-up window closes before the main window opens
     splash = StartupWindow()
@@ -86,8 +87,13 @@ def run_startup(
     from training.errors import TrainingError
 
     windows: list[MainWindow] = []  # keeps the window alive while the event loop runs
+    given_up: list[bool] = []  # the operator closed the start-up window before the station was ready
+    splash.cancelled.connect(lambda: given_up.append(True))
 
     def on_ready(started: Started) -> None:
+        if given_up:  # the loaded model arrived too late: no window, and its background conversion is stopped
+            started.classifier.close()
+            return
         window = build_window(settings, model_dir, started)
         windows.append(window)
         window.show()
@@ -108,6 +114,7 @@ def run_startup(
     worker.start()
     code = app.exec()
     worker.wait()
+    app.processEvents()  # a result the worker sent as the loop ended: on_ready discards it now, not in a later loop
     return code
 
 

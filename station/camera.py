@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -82,10 +83,10 @@ class FrameSource(ABC):
 def to_rgb(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """OpenCV BGR / BGRA / grayscale -> RGB H x W x 3 (the one colour conversion in the station)."""
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        return cast(NDArray[np.uint8], cv2.cvtColor(image, cv2.COLOR_GRAY2RGB))
     if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return cast(NDArray[np.uint8], cv2.cvtColor(image, cv2.COLOR_BGRA2RGB))
+    return cast(NDArray[np.uint8], cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
 
 
 def is_url(spec: str) -> bool:
@@ -172,7 +173,7 @@ class OpenCVSource(FrameSource):
                 raise CameraError(f"{self.description}: no frame could be decoded after frame {self._index}")
             return None
         self._index += 1
-        return Frame(to_rgb(image), self._index, time.monotonic(), str(self.spec))
+        return Frame(to_rgb(cast(NDArray[np.uint8], image)), self._index, time.monotonic(), str(self.spec))
 
     def close(self) -> None:
         if self._capture is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -71,7 +72,7 @@ def downscale(image: NDArray[np.uint8], max_side: int = MAX_SIDE) -> NDArray[np.
         return image
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return cast(NDArray[np.uint8], cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def import_folder(

@@ -23,7 +23,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from station.storage import ACTIVE, AUTO, CANDIDATE, DB_NAME, DecisionRecord, Storage, StorageError, VersionRecord
+from sqlalchemy.orm import Session
+
+from station.storage import (
+    ACTIVE,
+    AUTO,
+    CANDIDATE,
+    DB_NAME,
+    DecisionRecord,
+    Storage,
+    StorageError,
+    VersionRecord,
+    queries,
+)
 from training.errors import TrainingError
 from training.files import read_json, read_labels
 from training.messages import (
@@ -119,24 +131,23 @@ def _peek_current(storage: Storage, default_model: Path) -> tuple[str, Path]:
 def current_model(storage: Storage, default_model: Path) -> tuple[str, Path]:
     """(name, bundle folder) of the active version; the first time, registers the bundled model as active."""
     active = storage.active_version()
-    if active is not None:
-        return active.version, storage.version_path(active)
-    try:
-        record = activate_bundle(storage, default_model)
-    except StorageError:
-        active = storage.active_version()  # another process registered it meanwhile
-        if active is None:
-            raise
-        record = active
-    return record.version, storage.version_path(record)
+    if active is None:
+        bundle = Path(default_model).expanduser()
+        with storage.write(f"register model version {bundle.name!r}") as s:
+            # asked again under the write lock: another process may have registered one meanwhile
+            active = queries.active_version(s) or _activate_bundle(s, storage, bundle)
+    return active.version, storage.version_path(active)
 
 
 def activate_bundle(storage: Storage, bundle: Path) -> VersionRecord:
     """Make ``bundle`` the active version: registered as "bundled" the first time, re-activated afterwards."""
     bundle = Path(bundle).expanduser()
-    if storage.get_version(bundle.name) is not None:  # e.g. every version was set aside by hand
-        return storage.activate(bundle.name)
-    return storage.add_version(bundle.name, bundle, "bundled", status=ACTIVE)
+    with storage.write(f"activate model version {bundle.name!r}") as s:
+        return _activate_bundle(s, storage, bundle)
+
+
+def _activate_bundle(s: Session, storage: Storage, bundle: Path) -> VersionRecord:
+    return queries.activate_or_add(s, bundle.name, storage.stored_path(bundle), "bundled")
 
 
 def backbone_root(name: str | None, lineage: dict[str, tuple[str, str | None]]) -> str | None:

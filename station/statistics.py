@@ -102,7 +102,9 @@ def compute_statistics(
     names = list(dict.fromkeys(labels))
     for r in judged:
         for name in (r.operator_label, r.predicted_label):
-            if name not in names:  # a class the current model does not know (an older model's): still shown
+            # a class the current model does not know (an older model's): still shown. Never None in judged:
+            # the first check only narrows predicted_label's type.
+            if name is not None and name not in names:
                 names.append(name)
     index = {name: i for i, name in enumerate(names)}
     today = (now or datetime.now()).astimezone().date()

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from station.statistics import Statistics, StatsFilter, compute_statistics
-from station.storage import DecisionRecord, NewDecision, Storage, VersionRecord
+from station.storage import ACTIVE, DISCARDED, DecisionRecord, NewDecision, Storage, VersionRecord, queries
 
 T = TypeVar("T")
 Job = Callable[[Storage], T]
@@ -40,8 +40,8 @@ class NothingToDoError(ValueError):
 def thumbnail(image: NDArray[np.uint8], size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
     height, width = image.shape[:2]
     scale = size / max(height, width)
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                      interpolation=cv2.INTER_AREA)
+    size_wh = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cast(NDArray[np.uint8], cv2.resize(image, size_wh, interpolation=cv2.INTER_AREA))
 
 
 def load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
@@ -50,7 +50,7 @@ def load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
     image = cv2.imread(str(path), reduced)
     if image is None:  # file missing or unreadable: show a grey tile, keep the row visible
         return np.full((size, size, 3), 128, np.uint8)
-    return thumbnail(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size)
+    return thumbnail(cast(NDArray[np.uint8], cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), size)
 
 
 class Thumbnails:
@@ -118,19 +118,30 @@ def relabel(decision_id: int, label: str) -> Job[DecisionRecord]:
     return lambda storage: storage.relabel(decision_id, label)
 
 
-def activate(version: str) -> Job[VersionRecord]:
-    """Record ``version`` as the running model."""
-    return lambda storage: storage.activate(version)
+@dataclass(frozen=True)
+class VersionChange:
+    changed: VersionRecord
+    versions: list[VersionRecord]  # every version as that change left them, newest first
 
 
-def discard(version: str) -> Job[list[VersionRecord]]:
-    """Mark a candidate discarded; the versions as they are now."""
-
-    def job(storage: Storage) -> list[VersionRecord]:
-        storage.set_version_status(version, "discarded")
-        return storage.versions()
+def _set_status(version: str, status: str, action: str) -> Job[VersionChange]:
+    def job(storage: Storage) -> VersionChange:
+        # One transaction: the list is what this change left, not what a later change (another station) made.
+        with storage.write(f"{action} model version {version!r}") as s:
+            changed = queries.set_version_status(s, version, status)
+            return VersionChange(changed, queries.list_versions(s))
 
     return job
+
+
+def activate(version: str) -> Job[VersionChange]:
+    """Record ``version`` as the running model (the previous one retired)."""
+    return _set_status(version, ACTIVE, "activate")
+
+
+def discard(version: str) -> Job[VersionChange]:
+    """Mark a candidate discarded."""
+    return _set_status(version, DISCARDED, "discard")
 
 
 # ---- reads

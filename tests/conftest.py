@@ -6,8 +6,13 @@ import contextlib
 import io
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Before Keras is imported: an empty Keras home, so no test can use a cached ImageNet
 # download, and no TensorFlow start-up chatter.
@@ -21,6 +26,52 @@ MINI_DATASET = Path(__file__).parent / "data" / "trashnet-mini"  # 4 TrashNet ph
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 TINY_LABELS = ["a", "b", "c"]
 TINY_SIZE = 32
+
+
+THREAD_GRACE_S = 2.0  # a thread told to stop at the end of a test gets this long to finish
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test that leaves a thread running (napari's ``_dangling_qthreads``; DESIGN principle 10).
+
+    Records every ``threading.Thread`` and, when Qt is already loaded, every ``QThread`` the test starts;
+    at the end each gets ``THREAD_GRACE_S`` to finish. Never add an exception here without a reason.
+    """
+    started: list[Any] = []
+    patch_start(monkeypatch, threading.Thread, started)
+    qt_core = sys.modules.get("PySide6.QtCore")
+    if qt_core is not None:
+        patch_start(monkeypatch, qt_core.QThread, started)
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_S
+    running = [name for name in (still_running(thread, deadline) for thread in started) if name]
+    if running:
+        pytest.fail(f"the test left {len(running)} thread(s) running: {', '.join(running)}", pytrace=False)
+
+
+def patch_start(monkeypatch: pytest.MonkeyPatch, cls: type, started: list[Any]) -> None:
+    original = cls.start
+
+    def start(self: Any, *args: Any, **kwargs: Any) -> None:
+        started.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "start", start)
+
+
+def still_running(thread: Any, deadline: float) -> str | None:
+    """The thread's description if it is still running at ``deadline``, else None."""
+    wait_s = max(0.0, deadline - time.monotonic())
+    if isinstance(thread, threading.Thread):
+        thread.join(wait_s)
+        return f"{thread.name} ({thread.__class__.__name__})" if thread.is_alive() else None
+    try:  # a QThread
+        if thread.wait(int(wait_s * 1000)):
+            return None
+        return f"{thread.objectName() or 'unnamed'} ({thread.__class__.__name__})"
+    except RuntimeError:  # its C++ object was deleted, which Qt allows only for a finished thread
+        return None
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:

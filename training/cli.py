@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_command(commands: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: Any
+) -> argparse.ArgumentParser:
     """A sub-command whose --help shows every default; -v works after its name too."""
     command = commands.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
     command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -183,7 +185,8 @@ def run_explore(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from training.train import TrainConfig, train
+    from training.config import TrainConfig
+    from training.train import train
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if config.weights.lower() == "none":

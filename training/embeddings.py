@@ -45,6 +45,7 @@ def embed(bundle: Bundle, images: NDArray[np.uint8], batch_size: int = 32) -> ND
             log.warning("embedding with Keras: %s", exc)
         else:
             return np.concatenate([lite.embed(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    embeddings: NDArray[Any]
     embeddings, _ = bundle.feature_model().predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
     return embeddings.astype(np.float32)
 
@@ -74,7 +75,8 @@ def compute_base_embeddings(
 
 def save_embeddings(path: Path, embeddings: Embeddings, model_hash: str) -> None:
     """Atomically; features as float16 (half the size, far below the head's sensitivity)."""
-    arrays = {k: v.astype(np.float16) if k.endswith("_x") else v for k, v in embeddings.items()}
+    # Any: a ** mapping of arrays would otherwise clash with savez_compressed's allow_pickle: bool
+    arrays: dict[str, Any] = {k: v.astype(np.float16) if k.endswith("_x") else v for k, v in embeddings.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, "wb") as f:
         np.savez_compressed(f, model_sha256=np.array(model_hash), **arrays)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
@@ -20,7 +20,10 @@ def predict_probabilities(bundle: Bundle, images: NDArray[np.uint8], batch_size:
     """Class probabilities for prepared uint8 images of the bundle's input size."""
     if len(images) == 0:
         return np.zeros((0, len(bundle.labels)), dtype=np.float32)
-    return bundle.model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    probabilities: NDArray[np.float32] = bundle.model.predict(
+        images.astype(np.float32), batch_size=batch_size, verbose=0
+    )
+    return probabilities
 
 
 def compute_metrics(y_true: NDArray[np.int64], y_pred: NDArray[np.int64], labels: list[str]) -> dict[str, Any]:
@@ -48,9 +51,10 @@ def compute_metrics(y_true: NDArray[np.int64], y_pred: NDArray[np.int64], labels
 
 
 def text_report(y_true: NDArray[np.int64], y_pred: NDArray[np.int64], labels: list[str]) -> str:
-    return classification_report(
+    report = classification_report(
         y_true, y_pred, labels=list(range(len(labels))), target_names=labels, digits=4, zero_division=0
     )
+    return cast(str, report)  # a str unless output_dict=True
 
 
 def evaluate_images(

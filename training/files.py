@@ -18,19 +18,64 @@ from training.errors import TrainingError
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write ``path`` through a temporary file beside it, renamed into place only when the block succeeds:
-    a reader never sees half a file, and a failure leaves no temporary behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or creation inside ``folder`` survive a power cut (POSIX; elsewhere the rename is all we have)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        Path(tmp).chmod(0o644)  # mkstemp makes it private; bundles and metrics are meant to be shared
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR)  # writable: Windows cannot flush a read-only descriptor
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: Path, *, durable: bool = False, permissions: int = 0o644) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the block to fill, renamed into place only when the block succeeds:
+    a reader never sees half a file, and a failure leaves no temporary behind (a killed process leaves
+    ``.NAME.*.tmp``).
+
+    ``durable``: the file and the rename are on disk when the block returns (fsync of the file, then of its
+    folder), for what a database row will point at; without it a power cut may lose the new file, never half of it.
+    ``permissions``: mkstemp makes the file private; bundles and metrics are meant to be shared.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            _fsync_file(tmp)
+        tmp.chmod(permissions)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_file(
+    path: Path, mode: str = "w", *, durable: bool = False, permissions: int = 0o644
+) -> Iterator[IO[Any]]:
+    """``atomic_path`` opened in ``mode``: the file is closed before it is renamed into place."""
+    with atomic_path(path, durable=durable, permissions=permissions) as tmp, tmp.open(mode) as f:
+        yield f
+
+
+def write_atomically(path: Path, data: bytes, *, durable: bool = False, permissions: int = 0o644) -> None:
+    with atomic_file(path, "wb", durable=durable, permissions=permissions) as f:
+        f.write(data)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -25,10 +25,11 @@ class Head:
     bias: NDArray[np.float32]  # (classes,)
 
     def probabilities(self, embeddings: NDArray[np.float32]) -> NDArray[np.float32]:
-        logits = embeddings @ self.kernel + self.bias
+        logits: NDArray[np.float32] = embeddings @ self.kernel + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
-        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        probabilities: NDArray[np.float32] = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        return probabilities
 
     @classmethod
     def of(cls, model: keras.Model) -> Head:

@@ -58,9 +58,10 @@ def convert(model: keras.Model) -> bytes:
 
     converter = tf.lite.TFLiteConverter.from_keras_model(backbone_model(model))
     try:
-        return converter.convert()
+        flatbuffer: bytes = converter.convert()
     except Exception as exc:  # the converter raises its own ConverterError and plain exceptions
         raise TrainingError(f"cannot convert the backbone to LiteRT: {exc}") from exc
+    return flatbuffer
 
 
 def write_backbone(model: keras.Model, folder: Path) -> Path:
@@ -201,4 +202,6 @@ class LiteBackbone:
                 self._batch = len(batch)
             self._interpreter.set_tensor(self._input, batch)
             self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output)  # a copy: the next call cannot change it
+            # a copy: the next call cannot change it
+            output: NDArray[np.float32] = self._interpreter.get_tensor(self._output)
+            return output

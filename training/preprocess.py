@@ -7,6 +7,7 @@ internally, so nothing here divides by 255.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ def prepare_image(rgb: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
     top, left = (height - side) // 2, (width - side) // 2
     square = rgb[top : top + side, left : left + side]
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(square, (size, size), interpolation=interpolation)
+    return cast(NDArray[np.uint8], cv2.resize(square, (size, size), interpolation=interpolation))
 
 
 MAX_DECODE_PIXELS = 64_000_000  # with max_side: larger images that cannot be decoded at a reduced scale are refused
@@ -49,8 +50,8 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> NDArray[np.uint8]
             if image.width * image.height > MAX_DECODE_PIXELS:
                 raise ValueError(f"image too large to decode ({image.width}x{image.height} pixels)")
         image.load()  # decode everything now: truncated files fail here, not mid-epoch
-        image = ImageOps.exif_transpose(image)
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        upright = ImageOps.exif_transpose(image)
+        return np.asarray(upright.convert("RGB"), dtype=np.uint8)
 
 
 def load_prepared(path: str | Path, size: int) -> NDArray[np.uint8]:

@@ -315,7 +315,9 @@ class EpochProgress(keras.callbacks.Callback):
 def predict_images(model: keras.Model, images: NDArray[np.uint8]) -> NDArray[np.int64]:
     if not len(images):
         return np.zeros(0, dtype=np.int64)
-    return model.predict(images.astype(np.float32), batch_size=32, verbose=0).argmax(axis=1)
+    probabilities: NDArray[Any] = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    predicted: NDArray[np.int64] = probabilities.argmax(axis=1)
+    return predicted
 
 
 def part_metrics(head: Head, x: NDArray[np.float32], y: NDArray[np.int64], labels: list[str]) -> Scores:

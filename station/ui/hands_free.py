@@ -47,13 +47,16 @@ class HandsFreeDesk(QObject):
         self.view: ArrivalView | None = None
         self._decided_items: dict[int, str] = {}  # detector item number -> bin, while it is still in view
         self._cued: object | None = None  # the item the operator was last alerted to
-        self.timer = QTimer(self, singleShot=True, timeout=self._on_due)
-        self.countdown = QTimer(self, interval=100, timeout=self._refresh)  # redraws the seconds left
+        self.timer = QTimer(self, singleShot=True)
+        self.timer.timeout.connect(self._on_due)
+        self.countdown = QTimer(self, interval=100)  # redraws the seconds left
+        self.countdown.timeout.connect(self._refresh)
         self.mode_label = QLabel()
         self.mode_label.setTextFormat(Qt.TextFormat.PlainText)
         self.mode_label.setContentsMargins(8, 0, 8, 0)
         window.statusBar().addPermanentWidget(self.mode_label)
-        self.status_timer = QTimer(self, interval=1000, timeout=self._show_mode)
+        self.status_timer = QTimer(self, interval=1000)
+        self.status_timer.timeout.connect(self._show_mode)
         self.status_timer.start()
         window.capture.arrival_seen.connect(self._on_arrival_seen)
         bind_key(window, "M", self.next_mode)
@@ -108,9 +111,10 @@ class HandsFreeDesk(QObject):
                 self.hands.item_left(event.item)
                 self._decided_items.pop(event.item or -1, None)
         if self.hands.active:
-            state = "decided" if view.item in self._decided_items else view.state
+            decided = None if view.item is None else self._decided_items.get(view.item)  # its bin
+            state = "decided" if decided is not None else view.state
             points = [(float(x), float(y)) for x, y in view.outline] if state in OUTLINE_COLORS else None
-            label = f"{state} → {self._decided_items[view.item]}" if state == "decided" else state
+            label = f"{state} → {decided}" if decided is not None else state
             self.window.video.set_outline(points, label, OUTLINE_COLORS.get(state))
         if events:
             self._refresh()

@@ -98,7 +98,11 @@ class HistoryPanel(QWidget):
         menu = QMenu(self)
         relabel = menu.addMenu("Relabel as")
         for name in self.labels:
-            relabel.addAction(name, lambda n=name: self.relabel_requested.emit(decision_id, n))
+
+            def relabel_as(n: str = name) -> None:
+                self.relabel_requested.emit(decision_id, n)
+
+            relabel.addAction(name, relabel_as)
         menu.addSeparator()
         menu.addAction("Delete decision", lambda: self.delete_requested.emit(decision_id))
         return menu

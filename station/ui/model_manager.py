@@ -95,7 +95,7 @@ class ModelManager(QObject):
         dialog.cancel_requested.connect(worker.cancel)
         dialog.promote_requested.connect(lambda r: self.use_model(Path(r.candidate), r.version, activate=True))
         dialog.discard_requested.connect(
-            lambda r: self.storage().submit(jobs.discard(r.version), self._on_versions_listed))
+            lambda r: self.storage().submit(jobs.discard(r.version), self._on_version_changed))
         self.retrain_worker, self.retrain_dialog = worker, dialog
         self.learning.started()
         self._show_learning(f"learning… ({mode})", LEARNING_BLUE)
@@ -158,10 +158,12 @@ class ModelManager(QObject):
         self.message.emit(f"Now using model {classifier.version} (was {old.version})", OK_GREEN, 3000)
         self.model_swapped.emit(classifier.version, old.version)
 
-    def _on_version_activated(self, record: VersionRecord) -> None:
-        if self.versions_dialog is not None:
-            self.list_versions()
-        self.version_activated.emit(record)
+    def _on_version_changed(self, change: jobs.VersionChange) -> None:
+        self._on_versions_listed(change.versions)  # as that change left them
+
+    def _on_version_activated(self, change: jobs.VersionChange) -> None:
+        self._on_version_changed(change)
+        self.version_activated.emit(change.changed)
 
     # ---- the versions dialog
 

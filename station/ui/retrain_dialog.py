@@ -41,7 +41,7 @@ class RetrainDialog(QDialog):
         self.setWindowTitle("Retrain on the operator's decisions")
         self.setModal(False)
         self.resize(860, 560)
-        self.result: RetrainOutcome | None = None
+        self.outcome: RetrainOutcome | None = None  # not "result": QDialog.result() is a method
         self.pages = QStackedWidget()
         self.pages.addWidget(self._progress_page())
         self.pages.addWidget(self._result_page())
@@ -103,7 +103,7 @@ class RetrainDialog(QDialog):
         self.eta_label.setText(format_eta(event.eta))
 
     def show_result(self, outcome: RetrainOutcome) -> None:
-        self.result = outcome
+        self.outcome = outcome
         verdict = "Promoted: the station now uses it." if outcome.promoted else "Not promoted."
         self.verdict.setText(
             f"<b>Candidate {outcome.version}</b> (from {outcome.parent}), "
@@ -138,8 +138,8 @@ class RetrainDialog(QDialog):
     def _decide(self, signal: Any) -> None:
         self.promote_button.setEnabled(False)
         self.discard_button.setEnabled(False)
-        if self.result is not None:
-            signal.emit(self.result)
+        if self.outcome is not None:
+            signal.emit(self.outcome)
 
     # ---- tables
 
@@ -164,7 +164,8 @@ class RetrainDialog(QDialog):
 
     def _fill_confusions(self, outcome: RetrainOutcome) -> None:
         while self.confusions.count():
-            widget = self.confusions.takeAt(0).widget()
+            item = self.confusions.takeAt(0)  # never None while count() > 0
+            widget = item.widget() if item is not None else None
             if widget is not None:
                 widget.deleteLater()
         for col, (who, scores) in enumerate((("current", outcome.current), ("candidate", outcome.candidate_metrics))):

@@ -42,7 +42,8 @@ class StartupWindow(QWidget):
         self.lines: list[str] = []
         self.finished = False
         self.step_started = time.monotonic()
-        self.timer = QTimer(self, interval=500, timeout=self._render)  # the seconds tick: it is not stuck
+        self.timer = QTimer(self, interval=500)  # the seconds tick: it is not stuck
+        self.timer.timeout.connect(self._render)
         self.timer.start()
 
     def add_step(self, text: str) -> None:

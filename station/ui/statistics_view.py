@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timedelta
+from typing import cast
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -76,8 +77,10 @@ class StatisticsView(QDialog):
         self.range_box = QComboBox()
         self.range_box.addItems(RANGES)
         today = QDate.currentDate()
-        self.since_edit = QDateEdit(today.addDays(-6), calendarPopup=True)
-        self.until_edit = QDateEdit(today, calendarPopup=True)
+        self.since_edit = QDateEdit(today.addDays(-6))
+        self.until_edit = QDateEdit(today)
+        for edit in (self.since_edit, self.until_edit):
+            edit.setCalendarPopup(True)
         refresh = QPushButton("Refresh (F5)")
         refresh.clicked.connect(self.refresh)
         for box in (self.version_box, self.range_box):
@@ -130,12 +133,13 @@ class StatisticsView(QDialog):
         layout.addLayout(filters)
         layout.addWidget(self.summary)
         layout.addWidget(column, 1)
-        QShortcut(QKeySequence(Qt.Key.Key_F5), self, activated=self.refresh)
+        QShortcut(QKeySequence(Qt.Key.Key_F5), self).activated.connect(self.refresh)
         self._enable_dates()
 
     def current_filter(self) -> StatsFilter:
         version = self.version_box.currentText()
-        custom = (self.since_edit.date().toPython(), self.until_edit.date().toPython())
+        # QDate.toPython() returns a datetime.date, typed object
+        custom = cast("tuple[date, date]", (self.since_edit.date().toPython(), self.until_edit.date().toPython()))
         since, until = range_dates(self.range_box.currentText(), date.today(), custom)
         return StatsFilter(None if version == ALL_VERSIONS else version, since, until)
 
@@ -210,9 +214,14 @@ class StatisticsView(QDialog):
             # Naive local times (matplotlib would label the axis in UTC), each point in the middle of its bucket.
             span = timedelta(hours=1) if stats.bucket == "hour" else timedelta(days=1)
             times = [b.start.replace(tzinfo=None) + span / 2 for b in stats.timeline]
-            ax.plot(times, [b.agreement for b in stats.timeline], marker="o", color="#2c7fb8", zorder=3)
+            # The type ignores below: matplotlib converts datetimes and timedeltas (its date units);
+            # its stubs take numbers only.
+            ax.plot(times, [b.agreement for b in stats.timeline],  # type: ignore[arg-type]  # see above
+                    marker="o", color="#2c7fb8", zorder=3)
             bars = ax.twinx()
-            bars.bar(times, [b.decisions for b in stats.timeline], width=span * 0.9, alpha=0.15, color="grey")
+            decisions = [b.decisions for b in stats.timeline]
+            bars.bar(times, decisions, width=span * 0.9,  # type: ignore[arg-type]  # see above
+                     alpha=0.15, color="grey")
             bars.set_ylabel("decisions (grey bars)")
             ax.set_zorder(bars.get_zorder() + 1)  # the agreement line over the bars
             ax.patch.set_visible(False)
@@ -220,11 +229,11 @@ class StatisticsView(QDialog):
             every = max(1, math.ceil(len(times) / MAX_TICK_LABELS))
             several_days = len({b.start.date() for b in stats.timeline}) > 1
             labels = [bucket_label(b.start, stats.bucket, several_days) for b in stats.timeline]
-            ax.set_xticks(times[::every], labels[::every], fontsize=8)
-            ax.set_xlim(times[0] - span, times[-1] + span)
+            ax.set_xticks(times[::every], labels[::every], fontsize=8)  # type: ignore[arg-type]  # see above
+            ax.set_xlim(times[0] - span, times[-1] + span)  # type: ignore[arg-type]  # see above
             for mark in stats.marks:
                 moment = mark.first_decision.replace(tzinfo=None)
-                ax.axvline(moment, color="#e67e22", linestyle=":")
+                ax.axvline(moment, color="#e67e22", linestyle=":")  # type: ignore[arg-type]  # see above
                 # beside its line, not on it
                 ax.annotate(mark.version, (moment, 0.03), xycoords=("data", "axes fraction"), xytext=(3, 0),
                             textcoords="offset points", ha="left", rotation=90, fontsize=8, color="#e67e22")

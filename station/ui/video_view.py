@@ -42,7 +42,8 @@ class VideoView(QWidget):
         self._frozen = False
         self._outline: tuple[list[tuple[float, float]], str, QColor] | None = None
         self.idle_text = "Waiting for the first prediction…"  # nothing decided on screen yet
-        self._flash_timer = QTimer(self, singleShot=True, timeout=self._clear_flash)
+        self._flash_timer = QTimer(self, singleShot=True)
+        self._flash_timer.timeout.connect(self._clear_flash)
 
     # ---- state
 
@@ -201,9 +202,10 @@ class VideoView(QWidget):
             painter.drawText(row, Qt.AlignmentFlag.AlignRight, f"{probability:.1%}")
             y += 22 * scale
         if overlay.bin is not None:
-            self._paint_bin(painter, overlay, QRectF(margin, box.bottom() + 10 * scale, width, 90 * scale), scale)
+            rect = QRectF(margin, box.bottom() + 10 * scale, width, 90 * scale)
+            self._paint_bin(painter, overlay, overlay.bin, rect, scale)
 
-    def _paint_bin(self, painter: QPainter, overlay: Overlay, rect: QRectF, scale: float) -> None:
+    def _paint_bin(self, painter: QPainter, overlay: Overlay, bin_name: str, rect: QRectF, scale: float) -> None:
         """Where the item goes, big enough to read from the line; under it what the station is doing with it."""
         color = overlay.bin_color or overlay.color
         painter.setPen(Qt.PenStyle.NoPen)
@@ -211,7 +213,7 @@ class VideoView(QWidget):
         painter.drawRoundedRect(rect, 10, 10)
         painter.setPen(text_color_on(color))
         painter.setFont(self._font(40 * scale, bold=True))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"→ {overlay.bin.upper()}")
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"→ {bin_name.upper()}")
         if overlay.item_state:
             state = QRectF(rect.left(), rect.bottom() + 8 * scale, rect.width(), 34 * scale)
             self._pill(painter, state, overlay.item_state, overlay.item_state_color or QColor("#2980b9"), 14 * scale)

@@ -139,3 +139,39 @@ def test_quitting_right_after_a_key_press_saves_it_without_asking(
     assert asked == []
     assert window.storage.isFinished() and window.storage.pending == 0
     assert len(rows(settings.data_dir)) == 1
+
+
+def test_activating_or_discarding_a_version_lists_what_that_change_left(qtbot, tmp_path: Path) -> None:
+    from station.workers import StorageWorker
+
+    with Storage(tmp_path) as storage:
+        storage.add_version("base", tmp_path / "base", "bundled", status="active")
+        for name in ("r1", "r2"):
+            storage.add_version(name, tmp_path / "models" / name, "fast", parent="base")
+    worker = StorageWorker(tmp_path, "st")
+    activated: list[str] = []
+    listed: list[dict[str, str]] = []
+    failed: list[str] = []
+
+    def on_activated(change: jobs.VersionChange) -> None:
+        activated.append(change.changed.version)
+        on_changed(change)
+
+    def on_changed(change: jobs.VersionChange) -> None:
+        listed.append({v.version: v.status for v in change.versions})
+
+    worker.storage_failed.connect(failed.append)
+    worker.start()
+    try:
+        worker.submit(jobs.activate("r1"), on_activated)
+        worker.submit(jobs.discard("r2"), on_changed)
+        worker.submit(jobs.activate("zz"), on_activated)
+        qtbot.waitUntil(lambda: len(listed) == 2 and len(failed) == 1, timeout=WAIT_MS)
+    finally:
+        assert worker.stop()
+    assert activated == ["r1"]
+    assert listed == [
+        {"base": "retired", "r1": "active", "r2": "candidate"},
+        {"base": "retired", "r1": "active", "r2": "discarded"},
+    ]
+    assert failed == [f"no model version named 'zz' in {tmp_path / DB_NAME}"]  # and nothing listed for it

@@ -148,6 +148,23 @@ def test_current_model_registers_the_bundled_model_once(tmp_path: Path) -> None:
         assert storage.version_path(row) == bundle
 
 
+def test_current_model_keeps_the_version_another_process_activated_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = fake_bundle(tmp_path / "resources" / "trashnet-b2")
+    with Storage(tmp_path / "d") as storage, Storage(tmp_path / "d") as other:
+        first_read = Storage.active_version
+
+        def nothing_active_yet(self: Storage) -> None:
+            # this station finds no active version; another one registers its own right after that read
+            other.add_version("r1", other.models_dir / "r1", "fast", status="active")
+            monkeypatch.setattr(Storage, "active_version", first_read)
+
+        monkeypatch.setattr(Storage, "active_version", nothing_active_yet)
+        assert current_model(storage, bundle) == ("r1", tmp_path / "d" / "models" / "r1")
+        assert {v.version: v.status for v in storage.versions()} == {"r1": "active"}  # not retired by the bundle
+
+
 def test_auto_promotes_only_when_the_gate_passes(
     station_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

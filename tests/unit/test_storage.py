@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -13,15 +14,18 @@ import sqlalchemy.exc
 from PIL import Image
 from sqlalchemy import event
 
-from station import storage as storage_mod
 from station.storage import (
     SCHEMA_VERSION,
+    Decision,
     NewDecision,
     Storage,
     StorageError,
     is_holdout,
     is_transient,
     open_engine,
+    queries,
+    repository,
+    schema,
 )
 
 LABELS = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
@@ -99,6 +103,26 @@ def test_save_writes_exact_png_matching_row(store: Storage, data_dir: Path) -> N
     assert again.created_at.tzinfo is not None and again.created_at.utcoffset() == timedelta(0)
     assert abs(again.created_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
     assert again.created_at == rec.created_at
+
+
+@pytest.mark.skipif(os.name != "posix", reason="folders are synced on POSIX only")
+def test_image_and_its_folders_are_on_disk_before_the_row(
+    store: Storage, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []  # inodes, in order
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    committed_after: list[int] = []
+    event.listen(store._sessions, "after_commit", lambda s: committed_after.append(len(synced)))
+    path = store.image_file(store.save(new()))
+    day = path.parent
+    assert synced == [(data_dir / "images").stat().st_ino, path.stat().st_ino, day.stat().st_ino]
+    assert committed_after == [3]
 
 
 def test_save_accepts_numpy_scalars_and_station_override(store: Storage) -> None:
@@ -294,7 +318,7 @@ def test_unexpected_error_during_insert_propagates_and_removes_file(
     def boom(row: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(storage_mod, "_record", boom)
+    monkeypatch.setattr(Decision, "to_record", boom)
     with pytest.raises(RuntimeError, match="bug"):
         store.save(new())
     monkeypatch.undo()
@@ -317,7 +341,7 @@ def test_unwritable_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(storage_mod.tempfile, "NamedTemporaryFile", denied)
+    monkeypatch.setattr(repository.tempfile, "NamedTemporaryFile", denied)
     with pytest.raises(StorageError, match="Permission denied") as err:
         Storage(data_dir)
     assert str(data_dir) in str(err.value)
@@ -399,7 +423,7 @@ def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPat
         conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN embedding BLOB")  # type: ignore[attr-defined]
         raise RuntimeError("step failed")
 
-    monkeypatch.setitem(storage_mod.MIGRATIONS, 0, half_done)
+    monkeypatch.setitem(schema.MIGRATIONS, 0, half_done)
     with pytest.raises(RuntimeError):
         Storage(data_dir)
     con = sqlite3.connect(data_dir / "station.db")
@@ -408,6 +432,48 @@ def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPat
         assert "embedding" not in {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("old_version", [0, 1])
+def test_upgrade_keeps_a_backup_of_the_old_database(data_dir: Path, old_version: int) -> None:
+    db = data_dir / "station.db"
+    _v0_database(db, with_meta=True)
+    if old_version == 1:
+        with Storage(data_dir) as store, store.engine.begin() as conn:  # a schema-1 database: no model versions
+            conn.exec_driver_sql("DROP TABLE model_versions")
+            conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        schema.backup_path(db, 0).unlink()
+    with Storage(data_dir) as store:
+        assert store.count() == 2
+
+    backup = data_dir / f"station.schema-{old_version}-backup.db"
+    assert schema.backup_path(db, old_version) == backup
+    assert [p.name for p in data_dir.glob("station.schema-*")] == [backup.name]  # one backup, no temporary
+    con = sqlite3.connect(backup)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(old_version),)
+        assert con.execute("SELECT id, operator_label FROM decisions ORDER BY id").fetchall() == [
+            (1, "glass"), (2, "metal")]
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "model_versions" not in tables
+    finally:
+        con.close()
+
+
+def test_no_backup_of_a_new_or_current_database(data_dir: Path) -> None:
+    Storage(data_dir).close()
+    Storage(data_dir).close()
+    assert not list(data_dir.glob("*backup*"))
+
+
+def test_interrupted_backup_leaves_a_temporary_that_the_next_start_sweeps(data_dir: Path) -> None:
+    Storage(data_dir).close()
+    temporary = data_dir / ".station.schema-1-backup.db.x1y2.tmp"  # what a kill during the copy leaves
+    temporary.write_bytes(b"half a database")
+    with Storage(data_dir) as store:
+        assert store.swept.removed == [temporary]
+    assert not temporary.exists()
 
 
 def test_newer_schema_refused(data_dir: Path) -> None:
@@ -594,3 +660,70 @@ def test_next_version_name_is_never_reused(store: Storage, data_dir: Path) -> No
     assert store.next_version_name() == "r3"
     store.add_version("r9", data_dir, "fast")
     assert store.next_version_name() == "r10"
+
+
+# ---------------------------------------------------------------------------------------------- transactions
+
+
+def test_a_write_block_that_raises_rolls_back_every_step(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    kept = store.save(new(seed=1, operator="glass"))
+    with pytest.raises(RuntimeError, match="half way"), store.write("try several steps") as s:
+        queries.add_version(s, "r1", "models/r1", "fast", status="active")  # retires "base"
+        queries.relabel(s, kept.id, "metal")
+        assert queries.active_version(s).version == "r1"  # type: ignore[union-attr]  # seen inside the block
+        raise RuntimeError("half way")  # not a database error: it leaves the block as it is
+    assert [(v.version, v.status) for v in store.versions()] == [("base", "active")]
+    assert store.get(kept.id).operator_label == "glass"  # type: ignore[union-attr]
+
+
+def test_a_failing_step_rolls_back_the_steps_before_it(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled")
+    with pytest.raises(StorageError, match="already exists"), store.write() as s:
+        queries.add_version(s, "r1", "models/r1", "fast")
+        queries.add_version(s, "base", "elsewhere", "bundled")
+    assert [v.version for v in store.versions()] == ["base"]
+
+
+def test_a_write_block_commits_all_its_steps_together(store: Storage, data_dir: Path) -> None:
+    store.add_version("base", data_dir, "bundled", status="active")
+    with store.write() as s:
+        record = queries.set_version_status(s, "base", "discarded")
+        listed = queries.list_versions(s)
+    assert record.status == "discarded" and listed == store.versions() == [record]
+
+
+def test_write_maps_database_errors_with_its_action(data_dir: Path) -> None:
+    with Storage(data_dir, busy_timeout_ms=50) as store, Storage(data_dir) as other, other.write() as held:
+        held.execute(sqlalchemy.text("SELECT 1"))  # BEGIN IMMEDIATE: the other Storage holds the write lock
+        with pytest.raises(StorageError) as err, store.write("activate model version 'r1'") as s:
+            queries.active_version(s)
+    assert str(err.value).startswith(f"cannot activate model version 'r1' in {data_dir / 'station.db'}: ")
+    assert "locked" in str(err.value) and is_transient(err.value)
+
+
+def test_write_takes_the_lock_at_the_first_statement_not_on_entry(data_dir: Path) -> None:
+    with Storage(data_dir, busy_timeout_ms=50) as store, Storage(data_dir) as other, other.write() as held:
+        held.execute(sqlalchemy.text("SELECT 1"))
+        with pytest.raises(ValueError, match="mode"), store.write() as s:
+            queries.add_version(s, "r1", "models/r1", "slow")  # refused before any statement: no lock needed
+
+
+def test_read_sees_what_other_storages_committed_and_nothing_uncommitted(data_dir: Path) -> None:
+    with Storage(data_dir) as writer, Storage(data_dir) as reader:
+        with writer.write() as s:
+            queries.add_version(s, "base", "models/base", "bundled")
+            s.flush()
+            with reader.read() as r:
+                assert queries.list_versions(r) == []  # not committed yet
+        with reader.read() as r:
+            assert [v.version for v in queries.list_versions(r)] == ["base"]
+
+
+def test_a_read_block_is_one_snapshot(data_dir: Path) -> None:
+    with Storage(data_dir) as writer, Storage(data_dir) as reader, reader.read() as r:
+        assert queries.list_versions(r) == []  # the snapshot starts here
+        writer.add_version("base", data_dir, "bundled")
+        assert queries.list_versions(r) == [] and queries.version_names(r) == set()
+    with Storage(data_dir) as again:
+        assert [v.version for v in again.versions()] == ["base"]

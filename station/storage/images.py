@@ -1,0 +1,42 @@
+"""The image file of each decision: the exact frame the operator saw, as a lossless PNG beside the database."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from station.storage.errors import StorageError
+from training.files import fsync_dir, write_atomically
+
+
+def encode_png(image: NDArray[np.uint8]) -> bytes:
+    """Lossless PNG of an RGB uint8 HxWx3 frame (no BGR swap here: frames are RGB since capture)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"image must be an RGB uint8 array of shape HxWx3, got {dtype} {shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_image(images_dir: Path, created: datetime, png: bytes, permissions: int) -> Path:
+    """Write ``png`` as ``images/<day>/<time>-<random>.png`` (``created``'s local day), durably: the row that
+    points at it is committed only after. ``permissions``: the database file's own, so images are as readable."""
+    day = images_dir / f"{created:%Y-%m-%d}"
+    file = day / f"{created:%H%M%S}-{uuid.uuid4().hex}.png"
+    try:
+        new_day = not day.exists()
+        day.mkdir(parents=True, exist_ok=True)
+        if new_day:
+            fsync_dir(images_dir)
+        write_atomically(file, png, durable=True, permissions=permissions)
+    except OSError as exc:
+        raise StorageError(f"cannot write image {file}: {exc.strerror or exc}") from exc
+    return file
