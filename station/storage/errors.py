@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
 
 
 class StorageError(Exception):
@@ -16,8 +19,8 @@ class CorruptDatabaseError(StorageError):
     """The database file is damaged; it is left exactly as it is (restore it from a backup or move it aside)."""
 
 
-def corrupt_message(db_path: Path, detail: str) -> str:
-    return (f"database {db_path} is corrupt ({detail}). It was left untouched: restore it from a backup, "
+def corrupt_message(database: Path | str, detail: str) -> str:
+    return (f"database {database} is corrupt ({detail}). It was left untouched: restore it from a backup, "
             "or move it aside to start a new one")
 
 
@@ -46,9 +49,30 @@ _TRANSIENT_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _TRANSIENT_WINERRORS = {32, 33}  # file in use (e.g. an antivirus scanning the fresh image)
 
 
+# PostgreSQL SQLSTATEs (or their classes) worth retrying: connection lost or refused (08), the server shutting
+# down or starting (57P01-57P03), serialization failure and deadlock (40001, 40P01), a lock wait that timed out
+# (55P03: the write lock, see engine.open_server_engine), out of resources (53: disk full, too many connections).
+_SERVER_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "55P03", "53")
+
+
+def _is_transient_server_error(e: BaseException) -> bool:
+    if isinstance(e, DBAPIError) and e.connection_invalidated:  # SQLAlchemy saw the connection die
+        return True
+    sqlstate = getattr(e, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_SERVER_TRANSIENT_SQLSTATES)
+    # Without a SQLSTATE psycopg's OperationalError is a connection that could not be made or was lost. The module
+    # is loaded whenever one of its errors exists: never imported here, so SQLite stations need no driver.
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(e, psycopg.OperationalError)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True when retrying later may succeed: database locked/busy, disk or quota full, file briefly in use."""
+    """True when retrying later may succeed: database locked/busy, server unreachable or restarting, disk or quota
+    full, file briefly in use."""
     for e in _exception_chain(exc):
+        if _is_transient_server_error(e):
+            return True
         if isinstance(e, sqlite3.OperationalError):
             code = getattr(e, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _SQLITE_TRANSIENT_CODES:
