@@ -47,6 +47,14 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def masked(database_url: str) -> str:
+    """``database_url`` as text that may be shown (help, logs, the window): its password masked."""
+    try:
+        return describe(make_url(database_url))
+    except ArgumentError:
+        return "(not a database URL)"
+
+
 def open_engine(db_path: Path | str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
     """SQLite engine whose every connection uses WAL, waits ``busy_timeout_ms`` on locks and enforces foreign keys.
 

@@ -350,7 +350,7 @@ class MainWindow(QMainWindow):
         old = self.storage
         if old.isRunning():
             return
-        self.storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms)
+        self.storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms, old.database_url)
         self.storage.adopt(old)
         self.storage_down = None
         self.video.set_notice(None)
