@@ -27,6 +27,7 @@ from station.storage.records import (
     DecisionRecord,
     VersionRecord,
     derive_kind,
+    image_name_pattern,
     local_day_bounds,
 )
 
@@ -44,6 +45,13 @@ def add_decision(s: Session, row: Decision) -> DecisionRecord:
     s.add(row)
     s.flush()  # assigns the id
     return row.to_record()
+
+
+def saved_decision(s: Session, sha256: str, key: str) -> DecisionRecord | None:
+    """The decision an earlier attempt saved with ``key`` (``NewDecision.key``), if its commit happened."""
+    query = select(Decision).where(Decision.sha256 == sha256, Decision.image_path.like(image_name_pattern(key)))
+    row = s.scalars(query.limit(1)).first()
+    return None if row is None else row.to_record()
 
 
 def decision_records(s: Session, query: Select[Decision]) -> list[DecisionRecord]:

@@ -30,7 +30,14 @@ from station.storage.engine import (
     open_server_engine,
     parse_database_url,
 )
-from station.storage.errors import CorruptDatabaseError, StorageError, corrupt_message, driver_message, is_corrupt
+from station.storage.errors import (
+    CorruptDatabaseError,
+    StorageError,
+    corrupt_message,
+    driver_message,
+    is_corrupt,
+    outcome_unknown,
+)
 from station.storage.folder import (
     DB_NAME,
     IMAGES_DIR,
@@ -261,7 +268,10 @@ class Storage:
     # ---- decisions: writes
 
     def save(self, decision: NewDecision) -> DecisionRecord:
-        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed."""
+        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed.
+
+        Saving the same ``NewDecision`` again (a retry) returns the row an earlier attempt committed, if one did.
+        """
         operator_label = check_label(decision.operator_label)
         kind = decision.kind or derive_kind(decision.predicted_label, operator_label)
         if kind not in KINDS:
@@ -270,7 +280,7 @@ class Storage:
         digest = hashlib.sha256(png).hexdigest()
         created = (decision.created_at or datetime.now(timezone.utc)).astimezone()  # naive = local
         embedding = None if decision.embedding is None else embedding_bytes(decision.embedding)
-        file = write_image(self.images_dir, created, png, self._file_mode)
+        file = write_image(self.images_dir, created, decision.key, png, self._file_mode)
 
         row = Decision(
             image_path=file.relative_to(self.data_dir).as_posix(),
@@ -291,10 +301,15 @@ class Storage:
         )
         try:
             with self.write("record the decision") as s:
-                return queries.add_decision(s, row)
-        except BaseException:
-            remove_file(file)
+                earlier = queries.saved_decision(s, digest, decision.key)  # this save retried, the first committed
+                record = queries.add_decision(s, row) if earlier is None else earlier
+        except BaseException as exc:
+            if not outcome_unknown(exc):  # else the row may be committed: a retry finds it, the sweep an orphan
+                remove_file(file)
             raise
+        if earlier is not None:  # the earlier attempt's image is the one its row points to
+            remove_file(file)
+        return record
 
     def delete(self, decision_id: int) -> DecisionRecord | None:
         """Delete the row (committed), then its image. None when there was no such decision."""

@@ -740,3 +740,40 @@ def test_a_read_block_is_one_snapshot(data_dir: Path, open_store: OpenStore) -> 
         assert queries.list_versions(r) == [] and queries.version_names(r) == set()
     with open_store(data_dir) as again:
         assert [v.version for v in again.versions()] == ["base"]
+
+
+# ---------------------------------------------------------------------------------------------- retried saves
+
+
+def test_saving_a_decision_again_returns_the_row_the_first_save_committed(store: Storage, data_dir: Path) -> None:
+    decision = new(seed=3)
+    first = store.save(decision)
+    again = store.save(decision)  # a retry of the same decision (e.g. by the storage worker)
+    assert again.id == first.id and again.image_path == first.image_path
+    assert store.count() == 1 and pngs(data_dir) == [store.image_file(first)]
+    other = store.save(new(seed=3))  # the same pixels decided again: a new decision
+    assert other.id != first.id and store.count() == 2
+
+
+def test_a_commit_whose_answer_was_lost_is_saved_once_with_its_image(store: Storage, data_dir: Path) -> None:
+    def connection_lost(session: object) -> None:  # the COMMIT happened, its answer never came back
+        event.remove(store._sessions, "after_commit", connection_lost)
+        raise sqlalchemy.exc.OperationalError(
+            "COMMIT", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True)
+
+    decision = new(seed=5)
+    event.listen(store._sessions, "after_commit", connection_lost)
+    with pytest.raises(StorageError, match="server closed") as err:
+        store.save(decision)
+    assert is_transient(err.value)
+    saved = store.save(decision)  # the retry
+    assert store.count() == 1 and pngs(data_dir) == [store.image_file(saved)]
+    assert hashlib.sha256(store.image_file(saved).read_bytes()).hexdigest() == saved.sha256
+
+
+def test_image_names_carry_the_decision_key_and_never_collide(store: Storage) -> None:
+    same_moment = datetime(2024, 6, 15, 12, 0, 0)
+    saved = [store.save(new(seed=1, created_at=same_moment)) for _ in range(5)]
+    assert len({r.image_path for r in saved}) == 5
+    decision = new(seed=2)
+    assert f"-{decision.key}-" in store.save(decision).image_path
