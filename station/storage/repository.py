@@ -98,6 +98,9 @@ class Storage:
         self.models_dir = self.data_dir / MODELS_DIR
         self.db_path = self.data_dir / DB_NAME  # the SQLite file; unused with a database_url
         self.station = station
+        # NewDecision.key -> images of its attempts whose commit may have happened (connection lost): the retry
+        # that settles it removes those its row does not point to.
+        self._unsure_images: dict[str, list[Path]] = {}
         self._server_url = parse_database_url(database_url) if database_url else None
         # How messages and logs name the database: the file, or the URL without its password.
         self.database = str(self.db_path) if self._server_url is None else describe(self._server_url)
@@ -304,11 +307,15 @@ class Storage:
                 earlier = queries.saved_decision(s, digest, decision.key)  # this save retried, the first committed
                 record = queries.add_decision(s, row) if earlier is None else earlier
         except BaseException as exc:
-            if not outcome_unknown(exc):  # else the row may be committed: a retry finds it, the sweep an orphan
+            if outcome_unknown(exc):  # the row may be committed: keep its image until a retry knows
+                self._unsure_images.setdefault(decision.key, []).append(file)
+            else:
                 remove_file(file)
             raise
-        if earlier is not None:  # the earlier attempt's image is the one its row points to
-            remove_file(file)
+        # Only the image the row points to stays: this attempt's when it added the row, else the earlier one's.
+        for attempt in [file, *self._unsure_images.pop(decision.key, [])]:
+            if attempt.relative_to(self.data_dir).as_posix() != record.image_path:
+                remove_file(attempt)
         return record
 
     def delete(self, decision_id: int) -> DecisionRecord | None:
