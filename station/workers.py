@@ -209,6 +209,7 @@ class StorageWorker(Worker):
     storage_recovered = Signal()
     storage_failed = Signal(str)  # a write that cannot succeed (dropped, nothing saved)
     version_activated = Signal(object)  # VersionRecord
+    active_version_read = Signal(object, int)  # VersionRecord | None, the generation it was asked in (ModelWatcher)
     versions_listed = Signal(object)  # list[VersionRecord], newest first
     statistics_ready = Signal(object, object)  # Statistics, every model version name (for the filter)
     review_ready = Signal(object)  # list[HistoryEntry], least confident first
@@ -230,6 +231,7 @@ class StorageWorker(Worker):
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._thumbs: dict[int, NDArray[np.uint8]] = {}
+        self._active_asked = threading.Event()  # one question in the queue at most: polls don't pile up in an outage
 
     @property
     def pending(self) -> int:
@@ -272,6 +274,12 @@ class StorageWorker(Worker):
 
     def list_versions(self) -> None:
         self._submit("versions", None)
+
+    def read_active_version(self, generation: int) -> None:
+        """Ask which version is active (``active_version_read``), unless a question is already waiting."""
+        if not self._active_asked.is_set():
+            self._active_asked.set()
+            self._submit("active", generation)
 
     def discard_version(self, name: str) -> None:
         self._submit("discard", name)
@@ -391,6 +399,10 @@ class StorageWorker(Worker):
             return
         elif kind == "versions":
             self.versions_listed.emit(storage.versions())
+            return
+        elif kind == "active":
+            self._active_asked.clear()  # first: a read that fails for good must not block every later question
+            self.active_version_read.emit(storage.active_version(), payload)
             return
         elif kind == "statistics":
             wanted, labels = payload

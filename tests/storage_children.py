@@ -44,3 +44,9 @@ def write_decisions(database_url: str, data_dir: Path, station: str, count: int,
         go.wait()
         for n in range(count):
             save_retrying(storage, decision(station, n))
+
+
+def promote_version(database_url: str, data_dir: Path, version: str, parent: str) -> None:
+    """What a retraining elsewhere does once its candidate passed the gate: register it as the active version."""
+    with Storage(data_dir, "trainer", database_url=database_url) as storage:
+        storage.add_version(version, data_dir / "models" / version, "fast", parent=parent, status="active")

@@ -94,3 +94,21 @@ def test_a_server_restart_while_stations_write_loses_nothing(
         pg_cluster.start()
         join_all(processes, 600)
         assert_complete(storage, counts)
+
+
+def test_a_promotion_by_another_process_reaches_a_polling_station(tmp_path: Path, pg_url: URL) -> None:
+    from station.model_watch import ModelWatcher
+    from tests.storage_children import promote_version
+
+    with Storage(tmp_path, "line-1", database_url=url_text(pg_url)) as station:
+        station.add_version("base", tmp_path / "models" / "base", "bundled", status="active")
+        watcher = ModelWatcher("base")
+        trainer = SPAWN.Process(target=promote_version, args=(url_text(pg_url), tmp_path, "r1", "base"))
+        trainer.start()
+        join_all([trainer], 120)
+        deadline = time.monotonic() + 10  # a few polls
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = watcher.seen(watcher.generation, station.active_version())
+            time.sleep(0.2)
+        assert found is not None and found.version == "r1" and station.version_path(found) == tmp_path / "models/r1"
