@@ -160,8 +160,11 @@ class Storage:
         - ``models/.*.partial-*`` / ``.*.old-*`` folders and ``models/rN`` folders no model version names
           (a retraining killed before it registered its candidate).
 
-        A file a row points to is never removed.
+        A file a row points to is never removed. Beside a shared database nothing is swept: the folder's lock
+        does not reach the other machines (a network mount), whose saves and retrainings may be in progress.
         """
+        if self.is_shared:
+            return SweepReport([], skipped="the data folder is shared with other stations' machines")
         if not self._lock.try_exclusive():
             return SweepReport([], skipped="the data folder is in use by another process")
         try:
@@ -190,8 +193,9 @@ class Storage:
         return [remove_leftover(path) for path in leftovers]
 
     def remove_model_leftovers(self) -> list[tuple[Path, int]]:
-        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here."""
-        if not self.models_dir.is_dir():
+        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here,
+        and never in a folder shared with other machines (theirs may run)."""
+        if self.is_shared or not self.models_dir.is_dir():
             return []
         registered = {self.version_path(v).resolve() for v in self.versions()}
         leftovers = [p for pattern in MODEL_LEFTOVER_GLOBS for p in self.models_dir.glob(pattern) if p.is_dir()]

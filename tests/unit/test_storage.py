@@ -557,6 +557,7 @@ def test_storages_opening_together_never_sweep_each_others_write_test(data_dir: 
     assert not list(data_dir.glob(".write-test-*"))
 
 
+@pytest.mark.sqlite_only("beside a shared database nothing is swept (test_storage_server.py)")
 def test_a_storage_that_could_not_sweep_still_holds_the_folder(data_dir: Path, open_store: OpenStore) -> None:
     first = open_store(data_dir)
     second = open_store(data_dir)  # cannot sweep while the first is open

@@ -40,3 +40,18 @@ def test_server_connections_wait_busy_timeout_for_locks(tmp_path: Path, pg_url: 
         with s.engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("SHOW lock_timeout")).scalar() == "1234ms"
         assert not (tmp_path / "station.db").exists()  # the data folder holds images and models only
+
+
+def test_a_shared_folder_is_never_swept(tmp_path: Path, pg_url: URL) -> None:
+    """Another machine's save (image written, row not yet) or retraining (work folder) may be in progress."""
+    url = pg_url.render_as_string(hide_password=False)
+    Storage(tmp_path, database_url=url).close()
+    in_flight = tmp_path / "images" / "2024-06-15" / "120000-abc-def.png"
+    in_flight.parent.mkdir(parents=True)
+    in_flight.write_bytes(b"png")
+    work = tmp_path / "models" / ".r3.partial-x"
+    work.mkdir(parents=True)
+    with Storage(tmp_path, database_url=url) as storage:
+        assert storage.swept.skipped and storage.swept.removed == []
+        assert storage.remove_model_leftovers() == []
+    assert in_flight.exists() and work.exists()
