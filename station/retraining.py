@@ -289,18 +289,16 @@ def run_retrain(
         if not samples:
             raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
 
-        name = storage.next_version_name()
+        name = storage.reserve_version_name()  # its empty folder is ours: removed with the candidate on failure
         out = storage.models_dir / name
-        if out.exists():  # next_version_name skips existing folders; never delete a folder we did not make
-            raise TrainingError(f"candidate folder already exists: {out}")
-        request = core.RetrainRequest(
-            parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
-            base_data_dir=job.base_data_dir, site_share=job.site_share, max_base_drop=job.max_base_drop,
-            base_reference=shipped_accuracy(job.default_model),
-            cache_key=backbone, mode=job.mode,
-            backbone_bundle=_bundle_of(storage, backbone, parent_name, parent_path),
-        )
         try:
+            request = core.RetrainRequest(
+                parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
+                base_data_dir=job.base_data_dir, site_share=job.site_share, max_base_drop=job.max_base_drop,
+                base_reference=shipped_accuracy(job.default_model),
+                cache_key=backbone, mode=job.mode,
+                backbone_bundle=_bundle_of(storage, backbone, parent_name, parent_path),
+            )
             result = core.retrain(request, report, cancelled)
             if cancelled():
                 raise core.RetrainCancelled("retraining cancelled")

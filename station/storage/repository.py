@@ -478,3 +478,18 @@ class Storage:
             names.update(p.name for p in self.models_dir.iterdir())
         numbers = [int(m.group(1)) for m in map(RETRAINED_NAME.fullmatch, names) if m]
         return f"r{max(numbers, default=0) + 1}"
+
+    def reserve_version_name(self) -> str:
+        """A new "r<N>" whose (empty) folder under ``models/`` this call made: two retrainings at once, on one
+        machine or on several sharing the folder, never pick the same name (mkdir either makes it or fails)."""
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                name = self.next_version_name()
+                try:
+                    (self.models_dir / name).mkdir()
+                except FileExistsError:  # another retraining took it between the two steps
+                    continue
+                return name
+        except OSError as exc:
+            raise StorageError(f"cannot make a model folder in {self.models_dir}: {exc.strerror or exc}") from exc

@@ -778,3 +778,10 @@ def test_image_names_carry_the_decision_key_and_never_collide(store: Storage) ->
     assert len({r.image_path for r in saved}) == 5
     decision = new(seed=2)
     assert f"-{decision.key}-" in store.save(decision).image_path
+
+
+def test_reserved_version_names_are_never_handed_out_twice(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as one, open_store(data_dir) as other:
+        first = one.reserve_version_name()
+        assert (first, other.reserve_version_name()) == ("r1", "r2")  # r1's folder exists: the other takes r2
+        assert (data_dir / "models" / "r1").is_dir() and one.next_version_name() == "r3"
