@@ -7,6 +7,7 @@ thread. A job that finds nothing to act on raises ``NothingToDoError``: the oper
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,20 @@ def discard(version: str) -> Job[VersionChange]:
 def list_versions(storage: Storage) -> list[VersionRecord]:
     """Every model version, newest first."""
     return storage.versions()
+
+
+def active_version(asked: threading.Event) -> Job[VersionRecord | None]:
+    """The version the database records as active (``station.model_watch``), for a poll that set ``asked``.
+
+    ``asked`` is cleared as the read starts: while the question waits in the queue no poll adds another (they
+    would pile up in an outage), and a read that fails for good does not block every later question.
+    """
+
+    def job(storage: Storage) -> VersionRecord | None:
+        asked.clear()
+        return storage.active_version()
+
+    return job
 
 
 def statistics(wanted: StatsFilter, labels: tuple[str, ...]) -> Job[tuple[Statistics, list[str]]]:

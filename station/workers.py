@@ -209,11 +209,12 @@ class StorageWorker(Worker):
 
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
-    def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000) -> None:
+    def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000, database_url: str = "") -> None:
         super().__init__()
         self.data_dir = data_dir
         self.station = station
         self.busy_timeout_ms = busy_timeout_ms
+        self.database_url = database_url  # "" = station.db in data_dir
         self.thumbnails = Thumbnails()  # for the jobs that change the history (used in this thread only)
         self._jobs: queue.Queue[StorageJob[Any]] = queue.Queue()
         self._pending = 0
@@ -295,7 +296,7 @@ class StorageWorker(Worker):
         attempt = 0
         while not self.stopping():
             try:
-                return Storage(self.data_dir, self.station, self.busy_timeout_ms)
+                return Storage(self.data_dir, self.station, self.busy_timeout_ms, database_url=self.database_url)
             except StorageError as exc:
                 if not retryable(exc):
                     raise
@@ -415,7 +416,7 @@ class RetrainWorker(Worker):
         if process.is_alive():
             process.terminate()
             process.join(5)
-        clean_partials(self.job.data_dir)
+        clean_partials(self.job.data_dir, self.job.database_url)
         if isinstance(outcome, RetrainOutcome):
             self.retrain_finished.emit(outcome)
         elif isinstance(outcome, RetrainStopped):

@@ -21,11 +21,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
+from sqlalchemy.engine import URL
+
+from tests.pg import Cluster, find_bin_dir
 
 MINI_DATASET = Path(__file__).parent / "data" / "trashnet-mini"  # 4 TrashNet photos per class, downscaled
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 TINY_LABELS = ["a", "b", "c"]
 TINY_SIZE = 32
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the PostgreSQL cluster is marked ``postgres`` (``-m "not postgres"`` leaves them out)."""
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the whole session (tests/pg.py); removed at the end."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed: no initdb on PATH nor in /usr/lib/postgresql/*/bin "
+                    "(apt-get install postgresql)")
+    cluster = Cluster(bin_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[URL]:
+    """A fresh, empty database of the session's cluster for one test."""
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
 
 
 THREAD_GRACE_S = 2.0  # a thread told to stop at the end of a test gets this long to finish

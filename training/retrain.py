@@ -117,7 +117,7 @@ def retrain(
         eta = elapsed / done * (total - done) if done else None
         report(RetrainProgress(phase, done, total, elapsed, eta))
 
-    if request.out.exists():
+    if request.out.exists() and any(request.out.iterdir()):  # an empty one is the caller's reservation of the name
         raise TrainingError(f"candidate folder already exists: {request.out}")
     if request.mode not in tuple(Mode):
         raise TrainingError(f"unknown retraining mode {request.mode!r}: use fast or full")

@@ -64,7 +64,8 @@ class Meta(Base):
 
 class Decision(Base):
     __tablename__ = "decisions"
-    # AUTOINCREMENT: ids are never reused after undo/delete, so a stale id held by the UI can't hit a newer row.
+    # Ids are never reused after undo/delete, so a stale id held by the UI can't hit a newer row: SQLite needs
+    # AUTOINCREMENT for that, PostgreSQL's SERIAL (a sequence) never gives a number twice anyway.
     __table_args__ = (
         CheckConstraint(f"kind IN {KINDS!r}", name="ck_decisions_kind"),
         {"sqlite_autoincrement": True},
@@ -117,7 +118,10 @@ class ModelVersion(Base):
         CheckConstraint(f"mode IN {VERSION_MODES!r}", name="ck_model_versions_mode"),
         CheckConstraint(f"status IN {VERSION_STATUSES!r}", name="ck_model_versions_status"),
         # At most one active version, enforced by the database itself (a partial unique index).
-        Index("uq_model_versions_one_active", "status", unique=True, sqlite_where=text(f"status = '{ACTIVE}'")),
+        Index(
+            "uq_model_versions_one_active", "status", unique=True,
+            sqlite_where=text(f"status = '{ACTIVE}'"), postgresql_where=text(f"status = '{ACTIVE}'"),
+        ),
     )
 
     version: Mapped[str] = mapped_column(String, primary_key=True)  # "r1", or the bundled folder's name
@@ -128,6 +132,9 @@ class ModelVersion(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16))
+    # Registration order (schema 4), the tie-break of equal creation times: SQLite's rowid has no portable twin.
+    # One past the largest, given under the write lock (``queries.add_version``).
+    seq: Mapped[int] = mapped_column(Integer, default=0)
 
     def to_record(self) -> VersionRecord:
         return VersionRecord(

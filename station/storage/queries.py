@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, func, literal_column, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, defer
 
+from station.storage.engine import describe
 from station.storage.errors import StorageError
 from station.storage.models import Decision, ModelVersion
 from station.storage.records import (
@@ -26,13 +27,15 @@ from station.storage.records import (
     DecisionRecord,
     VersionRecord,
     derive_kind,
+    image_name_pattern,
     local_day_bounds,
 )
 
 
 def _database(s: Session) -> str:
-    """The database a session works on, for messages."""
-    return str(s.get_bind().engine.url.database)
+    """The database a session works on, for messages: the SQLite file, or the URL without its password."""
+    url = s.get_bind().engine.url
+    return str(url.database) if url.get_backend_name() == "sqlite" else describe(url)
 
 
 # ---- decisions
@@ -42,6 +45,13 @@ def add_decision(s: Session, row: Decision) -> DecisionRecord:
     s.add(row)
     s.flush()  # assigns the id
     return row.to_record()
+
+
+def saved_decision(s: Session, sha256: str, key: str) -> DecisionRecord | None:
+    """The decision an earlier attempt saved with ``key`` (``NewDecision.key``), if its commit happened."""
+    query = select(Decision).where(Decision.sha256 == sha256, Decision.image_path.like(image_name_pattern(key)))
+    row = s.scalars(query.limit(1)).first()
+    return None if row is None else row.to_record()
 
 
 def decision_records(s: Session, query: Select[Decision]) -> list[DecisionRecord]:
@@ -106,9 +116,7 @@ def count(s: Session, *conditions: Any) -> int:
 
 def list_versions(s: Session) -> list[VersionRecord]:
     """Newest first (creation time, then insertion order)."""
-    query = select(ModelVersion).order_by(
-        ModelVersion.created_at.desc(), literal_column("model_versions.rowid").desc()
-    )
+    query = select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.seq.desc())
     return [row.to_record() for row in s.scalars(query)]
 
 
@@ -159,6 +167,7 @@ def add_version(
         counts=dict(counts or {}),
         metrics=dict(metrics or {}),
         status=status,
+        seq=s.scalar(select(func.coalesce(func.max(ModelVersion.seq), 0) + 1)),  # the write lock is ours
     )
     s.add(row)
     s.flush()

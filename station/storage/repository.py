@@ -21,8 +21,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from station.storage import queries
-from station.storage.engine import DEFAULT_BUSY_TIMEOUT_MS, for_writes, open_engine
-from station.storage.errors import CorruptDatabaseError, StorageError, corrupt_message, driver_message, is_corrupt
+from station.storage.engine import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    describe,
+    for_reads,
+    for_writes,
+    open_engine,
+    open_server_engine,
+    parse_database_url,
+)
+from station.storage.errors import (
+    CorruptDatabaseError,
+    StorageError,
+    corrupt_message,
+    driver_message,
+    is_corrupt,
+    outcome_unknown,
+)
 from station.storage.folder import (
     DB_NAME,
     IMAGES_DIR,
@@ -70,13 +85,25 @@ class Storage:
         station: str = "station",
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         sweep: bool = True,
+        database_url: str = "",
     ) -> None:
-        """Open (or create) a data folder; ``sweep=False`` for readers that must leave it exactly as it is."""
+        """Open (or create) a data folder; ``sweep=False`` for readers that must leave it exactly as it is.
+
+        ``database_url`` names a shared PostgreSQL database (``postgresql+psycopg://user@host/sorting``) whose
+        image paths are relative to ``data_dir`` (then a folder every station mounts); empty = the SQLite file
+        ``station.db`` in the data folder.
+        """
         self.data_dir = Path(data_dir).expanduser()
         self.images_dir = self.data_dir / IMAGES_DIR
         self.models_dir = self.data_dir / MODELS_DIR
-        self.db_path = self.data_dir / DB_NAME
+        self.db_path = self.data_dir / DB_NAME  # the SQLite file; unused with a database_url
         self.station = station
+        # NewDecision.key -> images of its attempts whose commit may have happened (connection lost): the retry
+        # that settles it removes those its row does not point to.
+        self._unsure_images: dict[str, list[Path]] = {}
+        self._server_url = parse_database_url(database_url) if database_url else None
+        # How messages and logs name the database: the file, or the URL without its password.
+        self.database = str(self.db_path) if self._server_url is None else describe(self._server_url)
         # The shared lock comes before the write test: another Storage sweeping now must not take our test file.
         self._lock = self._open_folder()
         try:
@@ -90,25 +117,36 @@ class Storage:
             self.close()
             raise
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether the database is a server several stations share (not the data folder's SQLite file)."""
+        return self._server_url is not None
+
     def _open_database(self, busy_timeout_ms: int) -> None:
-        self._engine = open_engine(self.db_path, busy_timeout_ms)
+        if self._server_url is None:
+            self._engine = open_engine(self.db_path, busy_timeout_ms)
+        else:
+            self._engine = open_server_engine(self._server_url, busy_timeout_ms)
         write_engine = for_writes(self._engine)
-        self._reads = sessionmaker(self._engine, expire_on_commit=False)
+        self._reads = sessionmaker(for_reads(self._engine), expire_on_commit=False)
         self._sessions = sessionmaker(write_engine, expire_on_commit=False)
         try:
-            self._check_integrity()  # before anything is written to it
-            with write_engine.begin() as conn:  # IMMEDIATE: two stations opening a new folder don't both create it
-                prepare_schema(conn, self.db_path)
+            if not self.is_shared:
+                self._check_integrity()  # before anything is written to it
+            with write_engine.begin() as conn:  # write lock: two stations opening a new database don't both create it
+                prepare_schema(conn, self.database, None if self.is_shared else self.db_path)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             if is_corrupt(exc):
-                raise CorruptDatabaseError(corrupt_message(self.db_path, driver_message(exc))) from exc
-            raise StorageError(f"cannot open database {self.db_path}: {driver_message(exc)}") from exc
+                raise CorruptDatabaseError(corrupt_message(self.database, driver_message(exc))) from exc
+            raise StorageError(f"cannot open database {self.database}: {driver_message(exc)}") from exc
         except BaseException:
             self._engine.dispose()
             raise
         try:
-            self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
+            # Images are as readable as the database file; beside a server database, as the (shared) folder.
+            mode = stat.S_IMODE(self.data_dir.stat().st_mode) & 0o666 if self.is_shared else None
+            self._file_mode = mode if mode is not None else stat.S_IMODE(self.db_path.stat().st_mode)
         except OSError as exc:
             self._engine.dispose()
             raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
@@ -122,8 +160,11 @@ class Storage:
         - ``models/.*.partial-*`` / ``.*.old-*`` folders and ``models/rN`` folders no model version names
           (a retraining killed before it registered its candidate).
 
-        A file a row points to is never removed.
+        A file a row points to is never removed. Beside a shared database nothing is swept: the folder's lock
+        does not reach the other machines (a network mount), whose saves and retrainings may be in progress.
         """
+        if self.is_shared:
+            return SweepReport([], skipped="the data folder is shared with other stations' machines")
         if not self._lock.try_exclusive():
             return SweepReport([], skipped="the data folder is in use by another process")
         try:
@@ -152,8 +193,9 @@ class Storage:
         return [remove_leftover(path) for path in leftovers]
 
     def remove_model_leftovers(self) -> list[tuple[Path, int]]:
-        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here."""
-        if not self.models_dir.is_dir():
+        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here,
+        and never in a folder shared with other machines (theirs may run)."""
+        if self.is_shared or not self.models_dir.is_dir():
             return []
         registered = {self.version_path(v).resolve() for v in self.versions()}
         leftovers = [p for pattern in MODEL_LEFTOVER_GLOBS for p in self.models_dir.glob(pattern) if p.is_dir()]
@@ -168,7 +210,7 @@ class Storage:
         with self._engine.connect() as conn:
             problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise CorruptDatabaseError(corrupt_message(self.db_path, "; ".join(problems[:3])))
+            raise CorruptDatabaseError(corrupt_message(self.database, "; ".join(problems[:3])))
 
     def _open_folder(self) -> FolderLock:
         """Create the folder, take its shared lock and prove it writable.
@@ -211,7 +253,7 @@ class Storage:
     def write(self, action: str = "write to") -> Iterator[Session]:
         """One write transaction: committed when the block ends, rolled back entirely when it raises.
 
-        BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies (see ``open_engine``). A
+        The write lock is taken at the first statement, waiting up to busy_timeout (see ``engine``). A
         database error becomes ``StorageError("cannot <action> in <database>: <reason>")``. Keep the block short
         (no file I/O, no waiting) and let no ORM object out of it: ``queries`` returns plain records.
         """
@@ -219,21 +261,24 @@ class Storage:
             with self._sessions.begin() as s:
                 yield s
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot {action} in {self.db_path}: {driver_message(exc)}") from exc
+            raise StorageError(f"cannot {action} in {self.database}: {driver_message(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """One read transaction: every query in the block sees the same committed state (WAL snapshot)."""
+        """One read transaction: every query in the block sees the same committed state (one snapshot)."""
         try:
             with self._reads() as s:
                 yield s
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot read {self.db_path}: {driver_message(exc)}") from exc
+            raise StorageError(f"cannot read {self.database}: {driver_message(exc)}") from exc
 
     # ---- decisions: writes
 
     def save(self, decision: NewDecision) -> DecisionRecord:
-        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed."""
+        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed.
+
+        Saving the same ``NewDecision`` again (a retry) returns the row an earlier attempt committed, if one did.
+        """
         operator_label = check_label(decision.operator_label)
         kind = decision.kind or derive_kind(decision.predicted_label, operator_label)
         if kind not in KINDS:
@@ -242,7 +287,7 @@ class Storage:
         digest = hashlib.sha256(png).hexdigest()
         created = (decision.created_at or datetime.now(timezone.utc)).astimezone()  # naive = local
         embedding = None if decision.embedding is None else embedding_bytes(decision.embedding)
-        file = write_image(self.images_dir, created, png, self._file_mode)
+        file = write_image(self.images_dir, created, decision.key, png, self._file_mode)
 
         row = Decision(
             image_path=file.relative_to(self.data_dir).as_posix(),
@@ -263,10 +308,19 @@ class Storage:
         )
         try:
             with self.write("record the decision") as s:
-                return queries.add_decision(s, row)
-        except BaseException:
-            remove_file(file)
+                earlier = queries.saved_decision(s, digest, decision.key)  # this save retried, the first committed
+                record = queries.add_decision(s, row) if earlier is None else earlier
+        except BaseException as exc:
+            if outcome_unknown(exc):  # the row may be committed: keep its image until a retry knows
+                self._unsure_images.setdefault(decision.key, []).append(file)
+            else:
+                remove_file(file)
             raise
+        # Only the image the row points to stays: this attempt's when it added the row, else the earlier one's.
+        for attempt in [file, *self._unsure_images.pop(decision.key, [])]:
+            if attempt.relative_to(self.data_dir).as_posix() != record.image_path:
+                remove_file(attempt)
+        return record
 
     def delete(self, decision_id: int) -> DecisionRecord | None:
         """Delete the row (committed), then its image. None when there was no such decision."""
@@ -424,3 +478,18 @@ class Storage:
             names.update(p.name for p in self.models_dir.iterdir())
         numbers = [int(m.group(1)) for m in map(RETRAINED_NAME.fullmatch, names) if m]
         return f"r{max(numbers, default=0) + 1}"
+
+    def reserve_version_name(self) -> str:
+        """A new "r<N>" whose (empty) folder under ``models/`` this call made: two retrainings at once, on one
+        machine or on several sharing the folder, never pick the same name (mkdir either makes it or fails)."""
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                name = self.next_version_name()
+                try:
+                    (self.models_dir / name).mkdir()
+                except FileExistsError:  # another retraining took it between the two steps
+                    continue
+                return name
+        except OSError as exc:
+            raise StorageError(f"cannot make a model folder in {self.models_dir}: {exc.strerror or exc}") from exc

@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         self.models.learning_changed.connect(self.status.show_learning)
         self.models.model_swapped.connect(lambda *_: self.status.refresh())
         self.models.version_activated.connect(self.status.on_version_activated)
+        self.models.promotion_seen.connect(self.status.on_promotion_seen)
         self.buttons.label_chosen.connect(self.choose)
         self.history.relabel_requested.connect(self.relabel)
         self.history.delete_requested.connect(self.delete)

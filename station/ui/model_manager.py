@@ -1,19 +1,23 @@
 """The station's models: retraining (by click, or in the background after every N decisions; one at a time, in
-a child process), loading a model off the GUI thread and swapping it in, recording it as the active version, and
-the model versions dialog. The window only shows what the signals say."""
+a child process), loading a model off the GUI thread and swapping it in, recording it as the active version, a
+version promoted elsewhere (polled, ``station.model_watch``), and the model versions dialog. The window only shows
+what the signals say."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from station import storage_jobs as jobs
 from station.inference import Classifier
+from station.model_watch import POLL_S, ModelWatcher
 from station.retraining import LearningTrigger, outcome_line
 from station.storage import DecisionRecord, VersionRecord
 from station.ui.colors import HINT_GREY, OK_GREEN, WARN_ORANGE
@@ -30,6 +34,7 @@ class ModelManager(QObject):
 
     model_swapped = Signal(str, str)  # the version now classifying, the one before it
     version_activated = Signal(object)  # VersionRecord: the database now records it as the running model
+    promotion_seen = Signal(object)  # VersionRecord made active elsewhere (another station, `station retrain`)
     retrain_finished = Signal(object)  # RetrainOutcome, after a promoted candidate was sent to be swapped in
     learning_changed = Signal(str, str)  # what the status bar says about learning: text, colour
     message = Signal(str, object, int)  # for the operator, on the video: text, QColor, milliseconds
@@ -62,6 +67,11 @@ class ModelManager(QObject):
             action.setEnabled(retrain_job is not None)
         self.versions_action = self._action("Model versions… (Ctrl+M)", "Ctrl+M", self.show_versions)
         self.actions = [self.retrain_action, self.full_retrain_action, self.versions_action]
+        self.watcher = ModelWatcher(inference.classifier.version)
+        self._asked = threading.Event()  # an active-version question waits in the storage queue (see the job)
+        self.poll_timer = QTimer(self, interval=int(POLL_S * 1000))
+        self.poll_timer.timeout.connect(self.poll_active_version)
+        self.poll_timer.start()
 
     def _action(self, text: str, key: str, slot: Callable[[], None], tip: str | None = None) -> QAction:
         action = QAction(text, self.window, shortcut=QKeySequence(key))
@@ -137,6 +147,7 @@ class ModelManager(QObject):
     def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
         """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure.
         ``activate``: record it as the active version once it runs."""
+        self.watcher.loading(version)  # a poll must not start loading it again meanwhile
         loader = ModelLoadWorker(bundle_dir, version, tag=activate, options=self.inference.classifier.options)
         loader.model_loaded.connect(self._on_model_loaded)
         loader.errored.connect(lambda message: self.message.emit(f"Model {version} not used: {message}",
@@ -153,6 +164,7 @@ class ModelManager(QObject):
 
     def _on_model_loaded(self, classifier: Classifier, activate: bool) -> None:
         old = self.inference.swap_classifier(classifier)
+        self.watcher.now_running(classifier.version)
         if activate:
             self.storage().submit(jobs.activate(classifier.version), self._on_version_activated)
         self.message.emit(f"Now using model {classifier.version} (was {old.version})", OK_GREEN, 3000)
@@ -164,6 +176,24 @@ class ModelManager(QObject):
     def _on_version_activated(self, change: jobs.VersionChange) -> None:
         self._on_version_changed(change)
         self.version_activated.emit(change.changed)
+
+    # ---- versions promoted elsewhere
+
+    def poll_active_version(self) -> None:
+        """Ask the storage thread which version is active, unless a question is already waiting there."""
+        if self._asked.is_set():
+            return
+        self._asked.set()
+        done = partial(self._on_active_version_read, self.watcher.generation)
+        self.storage().submit(jobs.active_version(self._asked), done, write=False)
+
+    def _on_active_version_read(self, generation: int, record: VersionRecord | None) -> None:
+        if not self.poll_timer.isActive():  # shut down: an answer the storage thread sent as it drained loads nothing
+            return
+        promoted = self.watcher.seen(generation, record)
+        if promoted is not None:  # loaded and swapped as a promotion made here; on failure the old model stays
+            self.promotion_seen.emit(promoted)
+            self.use_model(self.storage().version_dir(promoted), promoted.version, activate=False)
 
     # ---- the versions dialog
 
@@ -185,7 +215,8 @@ class ModelManager(QObject):
             self.versions_dialog.select(self.inference.classifier.version)
 
     def shutdown(self) -> None:
-        """Cancel a running retraining (its child process ends too) and stop the loaders."""
+        """Stop polling, cancel a running retraining (its child process ends too) and stop the loaders."""
+        self.poll_timer.stop()
         if self.retrain_worker is not None:
             self.retrain_worker.cancel()
             self.retrain_worker.stop(30_000)

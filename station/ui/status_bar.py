@@ -59,6 +59,9 @@ class StationStatusBar(QStatusBar):
     def on_version_activated(self, record: VersionRecord) -> None:
         self.showMessage(f"model {record.version} is now the active version", 5000)
 
+    def on_promotion_seen(self, record: VersionRecord) -> None:
+        self.showMessage(f"model {record.version} was promoted elsewhere: loading it", 5000)
+
     def _on_prediction_ready(self, prediction: Prediction) -> None:
         self.latency_ms = prediction.latency_ms
 

@@ -70,7 +70,7 @@ class StorageGuard(QObject):
         old = self.window.storage
         if old.isRunning():
             return
-        storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms)
+        storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms, old.database_url)
         storage.adopt(old)
         self.down = None
         self.window.video.set_notice(None)

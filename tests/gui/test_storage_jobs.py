@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import URL
 
 from station import storage_jobs as jobs
-from station.storage import NewDecision, Storage
+from station.storage import DB_NAME, DecisionRecord, NewDecision, Storage, VersionRecord
 from station.workers import StorageWorker
 
 WAIT_MS = 30_000
@@ -144,3 +145,29 @@ def test_a_restarted_worker_takes_over_the_jobs_a_stopped_one_never_ran(qtbot, t
         assert delivered[0].operator_label == "b" and delivered[1] == "read"  # in the order submitted
     finally:
         assert worker.stop()
+
+
+def test_the_jobs_of_a_station_on_a_shared_postgresql_database(qtbot, tmp_path: Path, pg_url: URL) -> None:
+    """``database_url`` reaches the storage thread: a save lands in the server's database, and the active-version
+    poll (``jobs.active_version``) reads what another station made active there."""
+    url = pg_url.render_as_string(hide_password=False)
+    with Storage(tmp_path / "data", "elsewhere", database_url=url) as elsewhere:
+        elsewhere.add_version("r1", tmp_path / "data" / "models" / "r1", "fast", status="active")
+    worker = StorageWorker(tmp_path / "data", "line-1", database_url=url)
+    saved: list[DecisionRecord] = []
+    active: list[VersionRecord | None] = []
+    asked = threading.Event()
+    asked.set()  # as a poll does before it submits the question
+    with qtbot.waitSignal(worker.history_changed, timeout=WAIT_MS):
+        worker.start()
+    try:
+        worker.submit(jobs.save(decision(), worker.thumbnails), saved.append, refresh=True)
+        worker.submit(jobs.active_version(asked), active.append, write=False)
+        qtbot.waitUntil(lambda: saved != [] and active != [], timeout=WAIT_MS)
+    finally:
+        assert worker.stop()
+    assert [a.version if a else None for a in active] == ["r1"]
+    assert not asked.is_set()  # the question was taken: the next poll may ask again
+    assert not (tmp_path / "data" / DB_NAME).exists()  # no station.db beside a server database
+    with Storage(tmp_path / "data", "elsewhere", database_url=url) as elsewhere:
+        assert [(r.id, r.station) for r in elsewhere.recent()] == [(saved[0].id, "line-1")]
