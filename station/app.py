@@ -47,7 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName("Sorting station")
     app.setQuitOnLastWindowClosed(False)  # the start-up window closes before the main window opens
     splash = StartupWindow()
-    splash.cancelled.connect(lambda: app.exit(0))  # closed while starting: the operator changed their mind
     splash.show()
     app.processEvents()
     log.info("start-up window shown")
@@ -87,11 +86,14 @@ def run_startup(
     from training.errors import TrainingError
 
     windows: list[MainWindow] = []  # keeps the window alive while the event loop runs
-    given_up: list[bool] = []  # the operator closed the start-up window before the station was ready
-    splash.cancelled.connect(lambda: given_up.append(True))
+    # Closed while starting: the operator changed their mind. Before the event loop runs app.exit() has no loop to
+    # end (and would leave Qt's quit flag set for the next loop), so a close before now only stops the start here.
+    if splash.given_up:
+        return 0
+    splash.cancelled.connect(lambda: app.exit(0))
 
     def on_ready(started: Started) -> None:
-        if given_up:  # the loaded model arrived too late: no window, and its background conversion is stopped
+        if splash.given_up:  # the loaded model arrived too late: no window, and its background conversion is stopped
             started.classifier.close()
             return
         window = build_window(settings, model_dir, started)

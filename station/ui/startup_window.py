@@ -41,6 +41,8 @@ class StartupWindow(QWidget):
         self.resize(620, 220)
         self.lines: list[str] = []
         self.finished = False
+        # Kept, not only signalled: a close while main() still prepares (no event loop yet) must stop the start too.
+        self.given_up = False
         self.step_started = time.monotonic()
         self.timer = QTimer(self, interval=500)  # the seconds tick: it is not stuck
         self.timer.timeout.connect(self._render)
@@ -59,6 +61,7 @@ class StartupWindow(QWidget):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         if not self.finished:
+            self.given_up = True
             self.cancelled.emit()
         event.accept()
 

@@ -154,3 +154,39 @@ def test_closing_the_start_up_window_ends_the_station(
     timer.stop()
     assert code == 0
     assert not any(isinstance(w, MainWindow) and w.isVisible() for w in QApplication.topLevelWidgets())
+
+
+def test_closing_the_start_up_window_before_its_event_loop_runs_ends_the_station(
+    qtbot, tmp_path: Path, tiny_bundle_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed while main() still opens the data folder (under load the test above closes it there too): there is
+    no event loop to end yet, and the station must not start all the same."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from station.ui.main_window import MainWindow
+    from station.ui.startup_window import StartupWindow
+
+    real_add_step = StartupWindow.add_step
+
+    def add_step_then_close(self: StartupWindow, text: str) -> None:
+        real_add_step(self, text)
+        if text.startswith("Opening the data folder"):
+            self.close()  # as the operator would, with the window's close button
+
+    monkeypatch.setattr(StartupWindow, "add_step", add_step_then_close)
+    opened: list[MainWindow] = []
+
+    def close_a_station_window() -> None:  # else a station window that wrongly opened would run for ever
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, MainWindow) and widget.isVisible():
+                opened.append(widget)
+                widget.close()
+
+    timer = QTimer(interval=50, timeout=close_a_station_window)
+    timer.start()
+    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(tmp_path / "data"),
+                     "--source", str(image_folder)])
+    timer.stop()
+    assert code == 0
+    assert opened == []
