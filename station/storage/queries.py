@@ -25,6 +25,7 @@ from station.storage.records import (
     VERSION_STATUSES,
     DecisionRecord,
     VersionRecord,
+    VersionStatus,
     derive_kind,
     local_day_bounds,
 )
@@ -135,7 +136,7 @@ def add_version(
     parent: str | None = None,
     counts: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
-    status: str = CANDIDATE,
+    status: VersionStatus | str = CANDIDATE,
     created_at: datetime | None = None,
 ) -> VersionRecord:
     """Register a bundle (``stored_path``: see ``Storage.stored_path``). ``status="active"`` retires the running
@@ -165,7 +166,7 @@ def add_version(
     return row.to_record()
 
 
-def set_version_status(s: Session, version: str, status: str) -> VersionRecord:
+def set_version_status(s: Session, version: str, status: VersionStatus | str) -> VersionRecord:
     """Set a status; making one active retires the active one first, so there is never more than one."""
     if status not in VERSION_STATUSES:
         raise ValueError(f"status must be one of {VERSION_STATUSES}, got {status!r}")

@@ -45,6 +45,7 @@ from station.storage.records import (
     DecisionRecord,
     NewDecision,
     VersionRecord,
+    VersionStatus,
     check_label,
     derive_kind,
     is_holdout,
@@ -384,7 +385,7 @@ class Storage:
         parent: str | None = None,
         counts: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
-        status: str = CANDIDATE,
+        status: VersionStatus | str = CANDIDATE,
         created_at: datetime | None = None,
     ) -> VersionRecord:
         """Register a bundle. ``status="active"`` retires the running version in the same transaction."""
@@ -411,7 +412,7 @@ class Storage:
         """Make ``version`` the active one and retire the previous (one transaction); also rolls back to old ones."""
         return self.set_version_status(version, ACTIVE)
 
-    def set_version_status(self, version: str, status: str) -> VersionRecord:
+    def set_version_status(self, version: str, status: VersionStatus | str) -> VersionRecord:
         """Set a status ("active" retires the active one, so there is never more than one active version)."""
         with self.write(f"change model version {version!r}") as s:
             return queries.set_version_status(s, version, status)

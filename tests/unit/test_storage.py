@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -17,9 +18,11 @@ from sqlalchemy import event
 from station.storage import (
     SCHEMA_VERSION,
     Decision,
+    DecisionKind,
     NewDecision,
     Storage,
     StorageError,
+    VersionStatus,
     is_holdout,
     is_transient,
     open_engine,
@@ -635,6 +638,27 @@ def test_one_active_version_enforced_by_the_database(store: Storage, data_dir: P
     store.add_version("r1", data_dir, "fast")
     with store.engine.begin() as conn, pytest.raises(sqlalchemy.exc.IntegrityError):
         conn.exec_driver_sql("UPDATE model_versions SET status = 'active' WHERE version = 'r1'")
+
+
+def test_kinds_and_statuses_read_back_as_enum_members(store: Storage, data_dir: Path) -> None:
+    store.save(new(1, predicted="glass", operator="metal"))
+    store.add_version("base", data_dir, "bundled", status="active")
+    (record,) = store.decisions()
+    assert type(record.kind) is DecisionKind and record.kind is DecisionKind.CORRECTED
+    assert type(store.active_version().status) is VersionStatus  # type: ignore[union-attr]
+    assert json.dumps({"kind": record.kind}) == '{"kind": "corrected"}'  # a str: exports and events unchanged
+
+
+def test_an_unknown_kind_is_refused_by_the_column_and_by_the_database(store: Storage) -> None:
+    store.save(new(1))
+    with store.write() as s, pytest.raises(sqlalchemy.exc.StatementError, match="bogus"):
+        s.add(Decision(image_path="x.png", sha256="0" * 64, predicted_label=None, confidence=None, probabilities={},
+                       operator_label="glass", kind="bogus", model_version=None, embedding=None,
+                       created_at=datetime.now(timezone.utc), station="s", holdout=False))
+        s.flush()
+    with store.engine.begin() as conn, pytest.raises(sqlalchemy.exc.IntegrityError):  # the CHECK constraint
+        conn.exec_driver_sql("UPDATE decisions SET kind = 'bogus'")
+    assert [r.kind for r in store.decisions()] == [DecisionKind.CONFIRMED]
 
 
 def test_set_version_status(store: Storage, data_dir: Path) -> None:
