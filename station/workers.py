@@ -24,7 +24,7 @@ from PySide6.QtCore import QThread, Signal
 from station.arrival import SETTLED_EVENT, ArrivalDetector, PhotoArrivals
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
-from station.statistics import StatsFilter, compute_statistics
+from station.statistics import StatsFilter, compute_statistics, covered_decisions
 from station.storage import (
     ACTIVE,
     DISCARDED,
@@ -211,7 +211,7 @@ class StorageWorker(Worker):
     version_activated = Signal(object)  # VersionRecord
     active_version_read = Signal(object, int)  # VersionRecord | None, the generation it was asked in (ModelWatcher)
     versions_listed = Signal(object)  # list[VersionRecord], newest first
-    statistics_ready = Signal(object, object)  # Statistics, every model version name (for the filter)
+    statistics_ready = Signal(object, object, object)  # Statistics, every model version, every station (filters)
     review_ready = Signal(object)  # list[HistoryEntry], least confident first
 
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -406,9 +406,9 @@ class StorageWorker(Worker):
             return
         elif kind == "statistics":
             wanted, labels = payload
-            records = storage.decisions(wanted.since, wanted.until, wanted.model_version)
+            records = covered_decisions(storage, wanted)
             names = sorted({v.version for v in storage.versions()} | set(storage.decision_versions()))
-            self.statistics_ready.emit(compute_statistics(records, labels), names)
+            self.statistics_ready.emit(compute_statistics(records, labels), names, storage.decision_stations())
             return
         elif kind == "review":
             entries = [

@@ -86,8 +86,10 @@ def decisions_query(
     model_version: str | None = None,
     with_embeddings: bool = False,
     holdout: bool | None = None,
+    station: str | None = None,
 ) -> Select[Decision]:
-    """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version."""
+    """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version
+    and at one station."""
     query = select(Decision).order_by(Decision.id)
     if not with_embeddings:
         query = query.options(defer(Decision.embedding))
@@ -99,12 +101,20 @@ def decisions_query(
         query = query.where(Decision.model_version == model_version)
     if holdout is not None:
         query = query.where(Decision.holdout == holdout)
+    if station is not None:
+        query = query.where(Decision.station == station)
     return query
 
 
 def decision_versions(s: Session) -> list[str]:
     """Every model version that made a stored decision (some may predate the version registry)."""
     return list(s.scalars(select(Decision.model_version).where(Decision.model_version.is_not(None)).distinct()))
+
+
+def decision_stations(s: Session) -> list[str]:
+    """Every station that stored a decision, by name (several share a database)."""
+    # Sorted here, not by ORDER BY: PostgreSQL sorts by its collation, SQLite by bytes; the box lists the same.
+    return sorted(s.scalars(select(Decision.station).distinct()))
 
 
 def count(s: Session, *conditions: Any) -> int:

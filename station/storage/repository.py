@@ -371,12 +371,14 @@ class Storage:
         model_version: str | None = None,
         with_embeddings: bool = False,
         holdout: bool | None = None,
+        station: str | None = None,
     ) -> list[DecisionRecord]:
-        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version.
+        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version
+        and at one station.
 
         Embeddings are left out unless asked for (statistics and export do not need ~5 KB per row).
         """
-        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout))
+        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout, station))
 
     def review_queue(self, limit: int = 200) -> list[DecisionRecord]:
         """Decisions with a prediction, least confident first (ties: oldest first); imports have none."""
@@ -393,6 +395,11 @@ class Storage:
         """Every model version that made a stored decision (some may predate the version registry)."""
         with self.read() as s:
             return queries.decision_versions(s)
+
+    def decision_stations(self) -> list[str]:
+        """Every station that stored a decision here (several share a database)."""
+        with self.read() as s:
+            return queries.decision_stations(s)
 
     def find_sha256(self, sha256: str) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))

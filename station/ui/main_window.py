@@ -492,9 +492,9 @@ class MainWindow(QMainWindow):
         if self.statistics_view is not None and self.statistics_view.isVisible():
             self.statistics_timer.start()
 
-    def _on_statistics_ready(self, stats: Any, versions: list[str]) -> None:
+    def _on_statistics_ready(self, stats: Any, versions: list[str], stations: list[str]) -> None:
         if self.statistics_view is not None:
-            self.statistics_view.show_statistics(stats, versions)
+            self.statistics_view.show_statistics(stats, versions, stations)
 
     def show_review(self) -> None:
         if self.review_dialog is None:

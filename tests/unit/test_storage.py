@@ -268,6 +268,21 @@ def test_count_today_uses_local_day(store: Storage) -> None:
     assert store.count() == 5
 
 
+def test_decisions_filter_by_station_and_every_station_is_listed(store: Storage) -> None:
+    assert store.decision_stations() == []
+    mine = [store.save(new(seed=i)).id for i in range(3)]
+    theirs = [store.save(new(seed=10 + i, station="line-2", model_version="r1")).id for i in range(2)]
+    store.save(new(seed=20, station="B-line"))
+    # One order on both backends (code points), whatever collation the PostgreSQL database has.
+    assert store.decision_stations() == ["B-line", "line-2", "st-test"]
+    assert [r.id for r in store.decisions(station="st-test")] == mine
+    assert [r.id for r in store.decisions(station="line-2")] == theirs
+    assert [r.id for r in store.decisions(station="line-2", model_version="r1")] == theirs  # filters combine
+    assert store.decisions(station="line-2", model_version="v1") == []
+    assert store.decisions(station="nowhere") == []
+    assert len(store.decisions()) == 6
+
+
 def test_find_sha256(store: Storage) -> None:
     rec = store.save(new(seed=4))
     assert store.find_sha256(rec.sha256).id == rec.id  # type: ignore[union-attr]
