@@ -421,14 +421,17 @@ class StorageWorker(Worker):
         self._safely(storage, "read the history", self._emit_history)
 
     def _emit_history(self, storage: Storage) -> None:
+        # Beside a shared database the other stations' decisions are not this operator's to see, relabel or delete
+        # (and this list is refreshed by this station's writes only); alone, the data folder's are, imports too.
+        station = self.station if storage.is_shared else None
         entries = []
-        for record in storage.recent(self.HISTORY_LENGTH):
+        for record in storage.recent(self.HISTORY_LENGTH, station):
             if record.id not in self._thumbs:
                 self._thumbs[record.id] = self._load_thumbnail(storage.image_file(record))
             entries.append(HistoryEntry(record, self._thumbs[record.id]))
         # Keep only the shown ones: a cache of every decision's thumbnail grew ~12 KB per decision, for ever.
         self._thumbs = {entry.record.id: entry.thumbnail for entry in entries}
-        self.history_changed.emit(entries, storage.count_today())
+        self.history_changed.emit(entries, storage.count_today(station=station))
 
     @staticmethod
     def _load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:

@@ -356,9 +356,10 @@ class Storage:
         found = self._records(select(Decision).where(Decision.id == decision_id))
         return found[0] if found else None
 
-    def recent(self, limit: int = 20) -> list[DecisionRecord]:
-        """Newest first (insertion order)."""
-        return self._records(select(Decision).order_by(Decision.id.desc()).limit(max(0, limit)))
+    def recent(self, limit: int = 20, station: str | None = None) -> list[DecisionRecord]:
+        """Newest first (insertion order), optionally of one station only."""
+        query = select(Decision).order_by(Decision.id.desc()).limit(max(0, limit))
+        return self._records(query if station is None else query.where(Decision.station == station))
 
     def all_decisions(self, holdout: bool | None = None) -> list[DecisionRecord]:
         """Oldest first, with embeddings; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""
@@ -409,17 +410,19 @@ class Storage:
         with self.read() as s:
             return queries.count(s, *([] if kind is None else [Decision.kind == kind]))
 
-    def count_today(self, now: datetime | None = None) -> int:
-        """Decisions made since local midnight (``now`` naive = local time; default: the clock).
+    def count_today(self, now: datetime | None = None, station: str | None = None) -> int:
+        """Decisions made since local midnight (``now`` naive = local time; default: the clock), optionally at one
+        station.
 
         Imported photos are not decisions of the day (dated by their files): the statistics leave them out too.
         """
         local = (now or datetime.now()).astimezone()
         start, end = local_day_bounds(local.date())
+        conditions = [Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED]
+        if station is not None:
+            conditions.append(Decision.station == station)
         with self.read() as s:
-            return queries.count(
-                s, Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED
-            )
+            return queries.count(s, *conditions)
 
     # ---- model versions
 

@@ -281,6 +281,10 @@ def test_decisions_filter_by_station_and_every_station_is_listed(store: Storage)
     assert store.decisions(station="line-2", model_version="v1") == []
     assert store.decisions(station="nowhere") == []
     assert len(store.decisions()) == 6
+    # the window's history and today count of one station
+    assert [r.id for r in store.recent(limit=2, station="st-test")] == mine[::-1][:2]
+    assert [r.id for r in store.recent(station="line-2")] == theirs[::-1]
+    assert store.count_today(station="line-2") == 2 and store.count_today() == 6
 
 
 def test_find_sha256(store: Storage) -> None:
