@@ -35,7 +35,7 @@ SLIDE_S = "2"
 BEFORE_RETRAIN = 3  # decisions each station has written before the retraining starts
 START_S = 150.0  # two processes importing TensorFlow and loading a model side by side on a busy 2-core CI box
 RETRAIN_S = 180.0
-SWAP_S = 60.0  # POLL_S, then loading and warming up the new model beside the live view
+SWAP_S = 90.0  # POLL_S, then loading and warming up the new model beside the live view (busy CI box)
 
 
 def camera_folder(folder: Path, classes: tuple[str, ...]) -> Path:
