@@ -133,7 +133,8 @@ def build_window(settings: Settings, model_dir: Path, started: Started) -> MainW
                              retrain_job=lambda mode: RetrainJob(settings.data_dir, model_dir, mode=mode,
                                                                  base_data_dir=settings.base_data,
                                                                  max_base_drop=settings.max_base_drop,
-                                                                 learn_from_auto=settings.learn_from_auto))
+                                                                 learn_from_auto=settings.learn_from_auto,
+                                                                 database_url=settings.database_url))
     window.inference.prediction_ready.connect(log_first_prediction(window))
     start_workers(window)
     log.info("station %s: model %s, source %s, data in %s", settings.station_name, started.classifier.version,
@@ -160,7 +161,7 @@ def open_storage(settings: Settings) -> Storage | None:
 
     while True:
         try:
-            return Storage(settings.data_dir, settings.station_name)
+            return Storage(settings.data_dir, settings.station_name, database_url=settings.database_url)
         except StorageError as exc:
             if not can_show_dialogs():
                 print(f"Data folder problem: {exc}", file=sys.stderr)
@@ -193,7 +194,7 @@ def assemble_window(
     slot = LatestFrameSlot()
     capture = CaptureWorker(factory, slot, arrival_detector(settings, demo_reason))
     inference = InferenceWorker(classifier, slot)
-    storage = StorageWorker(settings.data_dir, settings.station_name)
+    storage = StorageWorker(settings.data_dir, settings.station_name, database_url=settings.database_url)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
     hands = HandsFree(settings.mode, settings.auto_threshold, settings.auto_delay)
     publisher = open_publisher(settings.mqtt_url, settings.events_file, settings.station_name, settings.data_dir)

@@ -18,7 +18,7 @@ from typing import Any
 
 from station.retraining import MODES, PROMOTE_POLICIES, RetrainJob, run_retrain
 from station.settings import INFERENCE_BACKENDS, SORTING_MODES, Settings, SettingsError, load_settings, model_folder
-from station.storage import DB_NAME, Storage, StorageError
+from station.storage import DB_NAME, Storage, StorageError, masked
 from station.terminal import ProgressBars, retrain_summary
 from training.errors import TrainingError
 from training.messages import Mode, Promote
@@ -29,7 +29,7 @@ IMPORT_PROGRESS_EVERY = 100  # files between progress lines on stderr
 # The window's options: each overrides the settings key of the same name.
 GUI_OPTIONS = ("source", "interval", "threshold", "data_dir", "station_name", "model", "base_data",
                "auto_retrain_every", "inference_backend", "max_base_drop",
-               "mode", "auto_threshold", "auto_delay", "mqtt_url")
+               "mode", "auto_threshold", "auto_delay", "mqtt_url", "database_url")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         value = getattr(settings, key, None) if settings is not None else None
         return fallback if value in (None, "") else str(value)
 
+    def masked_default(key: str, fallback: str) -> str:  # a URL's password never reaches the screen
+        value = default(key, "")
+        return masked(value) if value else fallback
+
     model_default = default("model", "the bundled model")
     parser = argparse.ArgumentParser(
         prog="station", formatter_class=HelpFormatter,
@@ -77,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {default('threshold')})")
     window.add_argument("--data-dir", dest="data_dir",
                         help=f"folder for station.db and images/ (default: {default('data_dir')})")
+    window.add_argument("--database-url", dest="database_url",
+                        help="a database several stations share, e.g. postgresql+psycopg://user@host/sorting "
+                        f"(default: {masked_default('database_url', 'station.db in the data folder')})")
     window.add_argument("--station-name", dest="station_name",
                         help=f"name stored with each decision (default: {default('station_name')})")
     window.add_argument("--model", help=f"model bundle folder used while no retrained version is active "
@@ -113,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, formatter_class=HelpFormatter, **kwargs)
         # SUPPRESS: "station --data-dir X retrain" keeps X; unset, the settings decide (see command_settings)
         command.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_dir_help)
+        command.add_argument("--database-url", default=argparse.SUPPRESS,
+                             help="the stations' shared database (default: the window's)")
         command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                              help="show every library message")
         return command
@@ -173,8 +182,9 @@ def gui_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def command_settings(args: argparse.Namespace) -> Settings:
-    """The settings a command runs with: the window's, with this command's --data-dir/--model/--base-data."""
-    given = {key: str(getattr(args, key)) for key in ("data_dir", "model", "base_data")
+    """The settings a command runs with: the window's, with this command's --data-dir/--database-url/--model/
+    --base-data."""
+    given = {key: str(getattr(args, key)) for key in ("data_dir", "database_url", "model", "base_data")
              if getattr(args, key, None) is not None}
     return load_settings(given)
 
@@ -197,9 +207,10 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     progress = ProgressBars(sys.stderr)
     try:
         settings = command_settings(args)
-        require_database(settings.data_dir)
+        require_database(settings)
         job = RetrainJob(
-            data_dir=settings.data_dir, default_model=model_folder(settings), mode=Mode(args.mode),
+            data_dir=settings.data_dir, database_url=settings.database_url,
+            default_model=model_folder(settings), mode=Mode(args.mode),
             promote=Promote(args.promote), base_data_dir=settings.base_data, max_base_drop=settings.max_base_drop,
             learn_from_auto=settings.learn_from_auto,
         )
@@ -218,15 +229,16 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def require_database(data_dir: Path) -> None:
-    """A mistyped --data-dir must not create an empty data folder there (retrain and export only read one)."""
-    if not (data_dir / DB_NAME).is_file():
-        raise StorageError(f"no station database ({DB_NAME}) in {data_dir}")
+def require_database(settings: Settings) -> None:
+    """A mistyped --data-dir must not create an empty data folder there (retrain and export only read one).
+    A shared database is the site's: it is there or opening it says why."""
+    if not settings.database_url and not (settings.data_dir / DB_NAME).is_file():
+        raise StorageError(f"no station database ({DB_NAME}) in {settings.data_dir}")
 
 
-def _open_existing(data_dir: Path) -> Storage:
-    require_database(data_dir)
-    return Storage(data_dir, sweep=False)  # export only reads the data folder
+def _open_existing(settings: Settings) -> Storage:
+    require_database(settings)
+    return Storage(settings.data_dir, sweep=False, database_url=settings.database_url)  # export only reads
 
 
 def shown(name: str) -> str:
@@ -238,7 +250,7 @@ def run_export(args: argparse.Namespace) -> int:
     from station.export import ExportError, export_decisions
 
     try:
-        with _open_existing(command_settings(args).data_dir) as storage:
+        with _open_existing(command_settings(args)) as storage:
             result = export_decisions(storage, args.out, since=args.since, until=args.until, force=args.force)
     except (ExportError, StorageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -276,7 +288,7 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         check_import_folder(folder)  # before the data folder is opened (and maybe created)
         settings = command_settings(args)
-        with Storage(settings.data_dir) as storage:
+        with Storage(settings.data_dir, database_url=settings.database_url) as storage:
             model_name, labels = active_model_labels(storage, model_folder(settings))
             result = import_folder(storage, folder, labels, station=args.station, progress=progress)
     except (TrainingError, StorageError, SettingsError) as exc:

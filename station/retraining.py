@@ -73,6 +73,7 @@ class RetrainJob:
     site_share: float | None = None  # None: grows with the number of decisions (training.head.site_share)
     max_base_drop: float = 0.05  # the gate's allowed fall of base test accuracy
     learn_from_auto: bool = False  # also learn from kind "auto" decisions (the model's own unchecked guesses)
+    database_url: str = ""  # the stations' shared database; "" = station.db in data_dir
 
 
 @dataclass
@@ -240,19 +241,19 @@ def _remove_candidate(models_dir: Path, name: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def clean_partials(data_dir: Path | str) -> list[Path]:
+def clean_partials(data_dir: Path | str, database_url: str = "") -> list[Path]:
     """Remove what a crashed retraining left under ``models/``: work folders (``.*.partial-*``) and a complete
     candidate it had no time to register; returns what was removed.
 
     Call it only when no retraining runs on this data folder (it would remove that run's work folder).
     """
     models_dir = Path(data_dir).expanduser() / "models"
-    if not (Path(data_dir).expanduser() / DB_NAME).is_file():  # no registry: only work folders are surely leftovers
+    if not database_url and not (Path(data_dir).expanduser() / DB_NAME).is_file():  # no registry: only work folders
         removed = [p for p in models_dir.glob(PARTIAL_GLOB) if p.is_dir()] if models_dir.is_dir() else []
         for folder in removed:
             shutil.rmtree(folder, ignore_errors=True)
         return removed
-    with Storage(data_dir) as storage:  # opening sweeps too when nothing else has the folder open
+    with Storage(data_dir, database_url=database_url) as storage:  # sweeps too when no one else has the folder open
         return storage.swept.removed + [path for path, _ in storage.remove_model_leftovers()]
 
 
@@ -262,7 +263,7 @@ def run_retrain(
     """Retrain on every stored decision, register the candidate, promote it by ``job.promote``."""
     check_job(job)
     started = time.monotonic()
-    with Storage(job.data_dir) as storage:
+    with Storage(job.data_dir, database_url=job.database_url) as storage:
         stored = storage.all_decisions()
         records = learnable(stored, job.learn_from_auto)
         if not records:
@@ -288,18 +289,16 @@ def run_retrain(
         if not samples:
             raise TrainingError(f"none of the {len(records)} decisions in {storage.data_dir} has its image file")
 
-        name = storage.next_version_name()
+        name = storage.reserve_version_name()  # its empty folder is ours: removed with the candidate on failure
         out = storage.models_dir / name
-        if out.exists():  # next_version_name skips existing folders; never delete a folder we did not make
-            raise TrainingError(f"candidate folder already exists: {out}")
-        request = core.RetrainRequest(
-            parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
-            base_data_dir=job.base_data_dir, site_share=job.site_share, max_base_drop=job.max_base_drop,
-            base_reference=shipped_accuracy(job.default_model),
-            cache_key=backbone, mode=job.mode,
-            backbone_bundle=_bundle_of(storage, backbone, parent_name, parent_path),
-        )
         try:
+            request = core.RetrainRequest(
+                parent=parent_path, samples=samples, out=out, cache_dir=storage.data_dir / CACHE_DIR,
+                base_data_dir=job.base_data_dir, site_share=job.site_share, max_base_drop=job.max_base_drop,
+                base_reference=shipped_accuracy(job.default_model),
+                cache_key=backbone, mode=job.mode,
+                backbone_bundle=_bundle_of(storage, backbone, parent_name, parent_path),
+            )
             result = core.retrain(request, report, cancelled)
             if cancelled():
                 raise core.RetrainCancelled("retraining cancelled")

@@ -48,7 +48,7 @@ def start_station(settings: Settings, model_dir: Path, report: Report) -> Starte
 
     report("Starting TensorFlow (it takes several seconds)…")
     import_tensorflow()
-    with Storage(settings.data_dir, settings.station_name) as storage:
+    with Storage(settings.data_dir, settings.station_name, database_url=settings.database_url) as storage:
         classifier, warning = load_active_model(storage, model_dir, report, inference_options(settings))
     check_sorting_settings(settings, classifier.labels)
     report(f"Opening {describe_source(settings.source)}…")

@@ -24,7 +24,7 @@ from PySide6.QtCore import QThread, Signal
 from station.arrival import SETTLED_EVENT, ArrivalDetector, PhotoArrivals
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
-from station.statistics import StatsFilter, compute_statistics
+from station.statistics import StatsFilter, compute_statistics, covered_decisions
 from station.storage import (
     ACTIVE,
     DISCARDED,
@@ -209,8 +209,9 @@ class StorageWorker(Worker):
     storage_recovered = Signal()
     storage_failed = Signal(str)  # a write that cannot succeed (dropped, nothing saved)
     version_activated = Signal(object)  # VersionRecord
+    active_version_read = Signal(object, int)  # VersionRecord | None, the generation it was asked in (ModelWatcher)
     versions_listed = Signal(object)  # list[VersionRecord], newest first
-    statistics_ready = Signal(object, object)  # Statistics, every model version name (for the filter)
+    statistics_ready = Signal(object, object, object)  # Statistics, every model version, every station (filters)
     review_ready = Signal(object)  # list[HistoryEntry], least confident first
 
     BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -220,15 +221,17 @@ class StorageWorker(Worker):
     # review) are not: quitting never waits or asks for them.
     WRITES = frozenset({"save", "undo", "delete", "relabel", "activate", "discard"})
 
-    def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000) -> None:
+    def __init__(self, data_dir: Path, station: str, busy_timeout_ms: int = 2000, database_url: str = "") -> None:
         super().__init__()
         self.data_dir = data_dir
         self.station = station
         self.busy_timeout_ms = busy_timeout_ms
+        self.database_url = database_url
         self._jobs: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._thumbs: dict[int, NDArray[np.uint8]] = {}
+        self._active_asked = threading.Event()  # one question in the queue at most: polls don't pile up in an outage
 
     @property
     def pending(self) -> int:
@@ -271,6 +274,12 @@ class StorageWorker(Worker):
 
     def list_versions(self) -> None:
         self._submit("versions", None)
+
+    def read_active_version(self, generation: int) -> None:
+        """Ask which version is active (``active_version_read``), unless a question is already waiting."""
+        if not self._active_asked.is_set():
+            self._active_asked.set()
+            self._submit("active", generation)
 
     def discard_version(self, name: str) -> None:
         self._submit("discard", name)
@@ -316,7 +325,7 @@ class StorageWorker(Worker):
         attempt = 0
         while not self.stopping():
             try:
-                return Storage(self.data_dir, self.station, self.busy_timeout_ms)
+                return Storage(self.data_dir, self.station, self.busy_timeout_ms, database_url=self.database_url)
             except StorageError as exc:
                 if not retryable(exc):
                     raise
@@ -391,11 +400,15 @@ class StorageWorker(Worker):
         elif kind == "versions":
             self.versions_listed.emit(storage.versions())
             return
+        elif kind == "active":
+            self._active_asked.clear()  # first: a read that fails for good must not block every later question
+            self.active_version_read.emit(storage.active_version(), payload)
+            return
         elif kind == "statistics":
             wanted, labels = payload
-            records = storage.decisions(wanted.since, wanted.until, wanted.model_version)
+            records = covered_decisions(storage, wanted)
             names = sorted({v.version for v in storage.versions()} | set(storage.decision_versions()))
-            self.statistics_ready.emit(compute_statistics(records, labels), names)
+            self.statistics_ready.emit(compute_statistics(records, labels), names, storage.decision_stations())
             return
         elif kind == "review":
             entries = [
@@ -408,14 +421,17 @@ class StorageWorker(Worker):
         self._safely(storage, "read the history", self._emit_history)
 
     def _emit_history(self, storage: Storage) -> None:
+        # Beside a shared database the other stations' decisions are not this operator's to see, relabel or delete
+        # (and this list is refreshed by this station's writes only); alone, the data folder's are, imports too.
+        station = self.station if storage.is_shared else None
         entries = []
-        for record in storage.recent(self.HISTORY_LENGTH):
+        for record in storage.recent(self.HISTORY_LENGTH, station):
             if record.id not in self._thumbs:
                 self._thumbs[record.id] = self._load_thumbnail(storage.image_file(record))
             entries.append(HistoryEntry(record, self._thumbs[record.id]))
         # Keep only the shown ones: a cache of every decision's thumbnail grew ~12 KB per decision, for ever.
         self._thumbs = {entry.record.id: entry.thumbnail for entry in entries}
-        self.history_changed.emit(entries, storage.count_today())
+        self.history_changed.emit(entries, storage.count_today(station=station))
 
     @staticmethod
     def _load_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> NDArray[np.uint8]:
@@ -483,7 +499,7 @@ class RetrainWorker(Worker):
         if process.is_alive():
             process.terminate()
             process.join(5)
-        clean_partials(self.job.data_dir)
+        clean_partials(self.job.data_dir, self.job.database_url)
         if isinstance(outcome, RetrainOutcome):
             self.retrain_finished.emit(outcome)
         elif isinstance(outcome, RetrainStopped):

@@ -21,11 +21,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
+from sqlalchemy.engine import URL
+
+from tests.pg import Cluster, find_bin_dir
 
 MINI_DATASET = Path(__file__).parent / "data" / "trashnet-mini"  # 4 TrashNet photos per class, downscaled
 CLASSES = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 TINY_LABELS = ["a", "b", "c"]
 TINY_SIZE = 32
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the PostgreSQL cluster is marked ``postgres`` (``-m "not postgres"`` leaves them out)."""
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the whole session (tests/pg.py); removed at the end."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed: no initdb on PATH nor in /usr/lib/postgresql/*/bin "
+                    "(apt-get install postgresql)")
+    cluster = Cluster(bin_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[URL]:
+    """A fresh, empty database of the session's cluster for one test."""
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
 
 
 THREAD_GRACE_S = 2.0  # a thread told to stop at the end of a test gets this long to finish
@@ -133,3 +165,16 @@ def six_class_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bundles") / "six-classes"
     save_bundle_files(build_model(len(CLASSES), None, 32, freeze_backbone=False), CLASSES, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def retrainable_bundle(six_class_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The six-class bundle plus the split manifest fast retraining finds its base data by (``MINI_DATASET``).
+
+    Like a bundle assembled outside ``training.train``, it has no config.json.
+    """
+    from training.data import save_split, scan_dataset, stratified_split
+
+    bundle = Path(shutil.copytree(six_class_bundle, tmp_path_factory.mktemp("bundles") / "site-v1"))
+    save_split(stratified_split(scan_dataset(MINI_DATASET), seed=0), bundle / "split.json")
+    return bundle

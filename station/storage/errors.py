@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
 
 
 class StorageError(Exception):
@@ -16,8 +19,8 @@ class CorruptDatabaseError(StorageError):
     """The database file is damaged; it is left exactly as it is (restore it from a backup or move it aside)."""
 
 
-def corrupt_message(db_path: Path, detail: str) -> str:
-    return (f"database {db_path} is corrupt ({detail}). It was left untouched: restore it from a backup, "
+def corrupt_message(database: Path | str, detail: str) -> str:
+    return (f"database {database} is corrupt ({detail}). It was left untouched: restore it from a backup, "
             "or move it aside to start a new one")
 
 
@@ -46,9 +49,38 @@ _TRANSIENT_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _TRANSIENT_WINERRORS = {32, 33}  # file in use (e.g. an antivirus scanning the fresh image)
 
 
+# PostgreSQL SQLSTATEs (or their classes). The connection lost or refused (08), the server shutting down (57P01,
+# 57P02): the outcome of a COMMIT on its way is unknown. Worth retrying besides: the server starting (57P03),
+# serialization failure and deadlock (40001, 40P01), a lock wait that timed out (55P03: the write lock, see
+# engine.open_server_engine), out of resources (53: disk full, too many connections).
+_LOST_CONNECTION_SQLSTATES = ("08", "57P01", "57P02")
+_SERVER_TRANSIENT_SQLSTATES = (*_LOST_CONNECTION_SQLSTATES, "57P03", "40001", "40P01", "55P03", "53")
+
+
+def _server_error_matches(e: BaseException, sqlstates: tuple[str, ...]) -> bool:
+    if isinstance(e, DBAPIError) and e.connection_invalidated:  # SQLAlchemy saw the connection die
+        return True
+    sqlstate = getattr(e, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(sqlstates)
+    # Without a SQLSTATE psycopg's OperationalError is a connection that could not be made or was lost. The module
+    # is loaded whenever one of its errors exists: never imported here, so SQLite stations need no driver.
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(e, psycopg.OperationalError)
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """True when the connection to a server was lost: a COMMIT on its way may or may not have happened, so what
+    it wrote must be kept until someone knows (a retry finds the row, or the sweep removes an orphan file)."""
+    return any(_server_error_matches(e, _LOST_CONNECTION_SQLSTATES) for e in _exception_chain(exc))
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True when retrying later may succeed: database locked/busy, disk or quota full, file briefly in use."""
+    """True when retrying later may succeed: database locked/busy, server unreachable or restarting, disk or quota
+    full, file briefly in use."""
     for e in _exception_chain(exc):
+        if _server_error_matches(e, _SERVER_TRANSIENT_SQLSTATES):
+            return True
         if isinstance(e, sqlite3.OperationalError):
             code = getattr(e, "sqlite_errorcode", None)
             if code is not None and code & 0xFF in _SQLITE_TRANSIENT_CODES:

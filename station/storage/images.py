@@ -26,11 +26,13 @@ def encode_png(image: NDArray[np.uint8]) -> bytes:
     return buf.getvalue()
 
 
-def write_image(images_dir: Path, created: datetime, png: bytes, permissions: int) -> Path:
-    """Write ``png`` as ``images/<day>/<time>-<random>.png`` (``created``'s local day), durably: the row that
-    points at it is committed only after. ``permissions``: the database file's own, so images are as readable."""
+def write_image(images_dir: Path, created: datetime, key: str, png: bytes, permissions: int) -> Path:
+    """Write ``png`` as ``images/<day>/<time>-<key>-<attempt>.png`` (``created``'s local day), durably: the row
+    that points at it is committed only after. ``key`` (``NewDecision.key``, random) keeps names unique across
+    stations sharing the folder; ``<attempt>`` (random) keeps a retry from overwriting, or removing when it fails,
+    the image of an attempt that did commit. ``permissions``: the database file's own, so images are as readable."""
     day = images_dir / f"{created:%Y-%m-%d}"
-    file = day / f"{created:%H%M%S}-{uuid.uuid4().hex}.png"
+    file = day / f"{created:%H%M%S}-{key}-{uuid.uuid4().hex[:8]}.png"
     try:
         new_day = not day.exists()
         day.mkdir(parents=True, exist_ok=True)

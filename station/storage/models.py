@@ -75,7 +75,8 @@ class Meta(Base):
 
 class Decision(Base):
     __tablename__ = "decisions"
-    # AUTOINCREMENT: ids are never reused after undo/delete, so a stale id held by the UI can't hit a newer row.
+    # Ids are never reused after undo/delete, so a stale id held by the UI can't hit a newer row: SQLite needs
+    # AUTOINCREMENT for that, PostgreSQL's SERIAL (a sequence) never gives a number twice anyway.
     __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -124,7 +125,10 @@ class ModelVersion(Base):
     __table_args__ = (
         CheckConstraint(f"mode IN {VERSION_MODES!r}", name="ck_model_versions_mode"),
         # At most one active version, enforced by the database itself (a partial unique index).
-        Index("uq_model_versions_one_active", "status", unique=True, sqlite_where=text(f"status = '{ACTIVE}'")),
+        Index(
+            "uq_model_versions_one_active", "status", unique=True,
+            sqlite_where=text(f"status = '{ACTIVE}'"), postgresql_where=text(f"status = '{ACTIVE}'"),
+        ),
     )
 
     version: Mapped[str] = mapped_column(String, primary_key=True)  # "r1", or the bundled folder's name
@@ -135,6 +139,9 @@ class ModelVersion(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[VersionStatus] = mapped_column(str_enum(VersionStatus, "ck_model_versions_status"))
+    # Registration order (schema 4), the tie-break of equal creation times: SQLite's rowid has no portable twin.
+    # One past the largest, given under the write lock (``queries.add_version``).
+    seq: Mapped[int] = mapped_column(Integer, default=0)
 
     def to_record(self) -> VersionRecord:
         return VersionRecord(

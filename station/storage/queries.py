@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, func, literal_column, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, defer
 
+from station.storage.engine import describe
 from station.storage.errors import StorageError
 from station.storage.models import Decision, ModelVersion
 from station.storage.records import (
@@ -27,13 +28,15 @@ from station.storage.records import (
     VersionRecord,
     VersionStatus,
     derive_kind,
+    image_name_pattern,
     local_day_bounds,
 )
 
 
 def _database(s: Session) -> str:
-    """The database a session works on, for messages."""
-    return str(s.get_bind().engine.url.database)
+    """The database a session works on, for messages: the SQLite file, or the URL without its password."""
+    url = s.get_bind().engine.url
+    return str(url.database) if url.get_backend_name() == "sqlite" else describe(url)
 
 
 # ---- decisions
@@ -43,6 +46,13 @@ def add_decision(s: Session, row: Decision) -> DecisionRecord:
     s.add(row)
     s.flush()  # assigns the id
     return row.to_record()
+
+
+def saved_decision(s: Session, sha256: str, key: str) -> DecisionRecord | None:
+    """The decision an earlier attempt saved with ``key`` (``NewDecision.key``), if its commit happened."""
+    query = select(Decision).where(Decision.sha256 == sha256, Decision.image_path.like(image_name_pattern(key)))
+    row = s.scalars(query.limit(1)).first()
+    return None if row is None else row.to_record()
 
 
 def decision_records(s: Session, query: Select[Decision]) -> list[DecisionRecord]:
@@ -77,8 +87,10 @@ def decisions_query(
     model_version: str | None = None,
     with_embeddings: bool = False,
     holdout: bool | None = None,
+    station: str | None = None,
 ) -> Select[Decision]:
-    """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version."""
+    """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version
+    and at one station."""
     query = select(Decision).order_by(Decision.id)
     if not with_embeddings:
         query = query.options(defer(Decision.embedding))
@@ -90,12 +102,20 @@ def decisions_query(
         query = query.where(Decision.model_version == model_version)
     if holdout is not None:
         query = query.where(Decision.holdout == holdout)
+    if station is not None:
+        query = query.where(Decision.station == station)
     return query
 
 
 def decision_versions(s: Session) -> list[str]:
     """Every model version that made a stored decision (some may predate the version registry)."""
     return list(s.scalars(select(Decision.model_version).where(Decision.model_version.is_not(None)).distinct()))
+
+
+def decision_stations(s: Session) -> list[str]:
+    """Every station that stored a decision, by name (several share a database)."""
+    # Sorted here, not by ORDER BY: PostgreSQL sorts by its collation, SQLite by bytes; the box lists the same.
+    return sorted(s.scalars(select(Decision.station).distinct()))
 
 
 def count(s: Session, *conditions: Any) -> int:
@@ -107,9 +127,7 @@ def count(s: Session, *conditions: Any) -> int:
 
 def list_versions(s: Session) -> list[VersionRecord]:
     """Newest first (creation time, then insertion order)."""
-    query = select(ModelVersion).order_by(
-        ModelVersion.created_at.desc(), literal_column("model_versions.rowid").desc()
-    )
+    query = select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.seq.desc())
     return [row.to_record() for row in s.scalars(query)]
 
 
@@ -160,6 +178,7 @@ def add_version(
         counts=dict(counts or {}),
         metrics=dict(metrics or {}),
         status=status,
+        seq=s.scalar(select(func.coalesce(func.max(ModelVersion.seq), 0) + 1)),  # the write lock is ours
     )
     s.add(row)
     s.flush()

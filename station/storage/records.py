@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -57,6 +58,15 @@ class NewDecision:
     item_id: str | None = None  # hands-free modes: the item's id (also in its published event)
     settle_ms: float | None = None
     touches: int | None = None
+    # Names this decision through retries of its save: its image is "<time>-<key>-<attempt>.png", and a retry
+    # after a commit that happened unacknowledged (the connection lost on the way back) finds that row instead of
+    # adding a second. Random, so image names never collide between stations sharing a folder.
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def image_name_pattern(key: str) -> str:
+    """A LIKE pattern matching the stored image path of the decision saved with ``key`` (a hex uuid: no wildcards)."""
+    return f"%-{key}-%.png"
 
 
 @dataclass(frozen=True, eq=False)

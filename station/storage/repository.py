@@ -21,8 +21,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from station.storage import queries
-from station.storage.engine import DEFAULT_BUSY_TIMEOUT_MS, for_writes, open_engine
-from station.storage.errors import CorruptDatabaseError, StorageError, corrupt_message, driver_message, is_corrupt
+from station.storage.engine import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    describe,
+    for_reads,
+    for_writes,
+    open_engine,
+    open_server_engine,
+    parse_database_url,
+)
+from station.storage.errors import (
+    CorruptDatabaseError,
+    StorageError,
+    corrupt_message,
+    driver_message,
+    is_corrupt,
+    outcome_unknown,
+)
 from station.storage.folder import (
     DB_NAME,
     IMAGES_DIR,
@@ -71,13 +86,25 @@ class Storage:
         station: str = "station",
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         sweep: bool = True,
+        database_url: str = "",
     ) -> None:
-        """Open (or create) a data folder; ``sweep=False`` for readers that must leave it exactly as it is."""
+        """Open (or create) a data folder; ``sweep=False`` for readers that must leave it exactly as it is.
+
+        ``database_url`` names a shared PostgreSQL database (``postgresql+psycopg://user@host/sorting``) whose
+        image paths are relative to ``data_dir`` (then a folder every station mounts); empty = the SQLite file
+        ``station.db`` in the data folder.
+        """
         self.data_dir = Path(data_dir).expanduser()
         self.images_dir = self.data_dir / IMAGES_DIR
         self.models_dir = self.data_dir / MODELS_DIR
-        self.db_path = self.data_dir / DB_NAME
+        self.db_path = self.data_dir / DB_NAME  # the SQLite file; unused with a database_url
         self.station = station
+        # NewDecision.key -> images of its attempts whose commit may have happened (connection lost): the retry
+        # that settles it removes those its row does not point to.
+        self._unsure_images: dict[str, list[Path]] = {}
+        self._server_url = parse_database_url(database_url) if database_url else None
+        # How messages and logs name the database: the file, or the URL without its password.
+        self.database = str(self.db_path) if self._server_url is None else describe(self._server_url)
         # The shared lock comes before the write test: another Storage sweeping now must not take our test file.
         self._lock = self._open_folder()
         try:
@@ -91,25 +118,36 @@ class Storage:
             self.close()
             raise
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether the database is a server several stations share (not the data folder's SQLite file)."""
+        return self._server_url is not None
+
     def _open_database(self, busy_timeout_ms: int) -> None:
-        self._engine = open_engine(self.db_path, busy_timeout_ms)
+        if self._server_url is None:
+            self._engine = open_engine(self.db_path, busy_timeout_ms)
+        else:
+            self._engine = open_server_engine(self._server_url, busy_timeout_ms)
         write_engine = for_writes(self._engine)
-        self._reads = sessionmaker(self._engine, expire_on_commit=False)
+        self._reads = sessionmaker(for_reads(self._engine), expire_on_commit=False)
         self._sessions = sessionmaker(write_engine, expire_on_commit=False)
         try:
-            self._check_integrity()  # before anything is written to it
-            with write_engine.begin() as conn:  # IMMEDIATE: two stations opening a new folder don't both create it
-                prepare_schema(conn, self.db_path)
+            if not self.is_shared:
+                self._check_integrity()  # before anything is written to it
+            with write_engine.begin() as conn:  # write lock: two stations opening a new database don't both create it
+                prepare_schema(conn, self.database, None if self.is_shared else self.db_path)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             if is_corrupt(exc):
-                raise CorruptDatabaseError(corrupt_message(self.db_path, driver_message(exc))) from exc
-            raise StorageError(f"cannot open database {self.db_path}: {driver_message(exc)}") from exc
+                raise CorruptDatabaseError(corrupt_message(self.database, driver_message(exc))) from exc
+            raise StorageError(f"cannot open database {self.database}: {driver_message(exc)}") from exc
         except BaseException:
             self._engine.dispose()
             raise
         try:
-            self._file_mode = stat.S_IMODE(self.db_path.stat().st_mode)  # images are as readable as the database
+            # Images are as readable as the database file; beside a server database, as the (shared) folder.
+            mode = stat.S_IMODE(self.data_dir.stat().st_mode) & 0o666 if self.is_shared else None
+            self._file_mode = mode if mode is not None else stat.S_IMODE(self.db_path.stat().st_mode)
         except OSError as exc:
             self._engine.dispose()
             raise StorageError(f"data folder {self.data_dir} is not usable: {exc.strerror or exc}") from exc
@@ -123,8 +161,11 @@ class Storage:
         - ``models/.*.partial-*`` / ``.*.old-*`` folders and ``models/rN`` folders no model version names
           (a retraining killed before it registered its candidate).
 
-        A file a row points to is never removed.
+        A file a row points to is never removed. Beside a shared database nothing is swept: the folder's lock
+        does not reach the other machines (a network mount), whose saves and retrainings may be in progress.
         """
+        if self.is_shared:
+            return SweepReport([], skipped="the data folder is shared with other stations' machines")
         if not self._lock.try_exclusive():
             return SweepReport([], skipped="the data folder is in use by another process")
         try:
@@ -153,8 +194,9 @@ class Storage:
         return [remove_leftover(path) for path in leftovers]
 
     def remove_model_leftovers(self) -> list[tuple[Path, int]]:
-        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here."""
-        if not self.models_dir.is_dir():
+        """Work folders and unregistered ``rN`` folders under ``models/``. Only while no retraining runs here,
+        and never in a folder shared with other machines (theirs may run)."""
+        if self.is_shared or not self.models_dir.is_dir():
             return []
         registered = {self.version_path(v).resolve() for v in self.versions()}
         leftovers = [p for pattern in MODEL_LEFTOVER_GLOBS for p in self.models_dir.glob(pattern) if p.is_dir()]
@@ -169,7 +211,7 @@ class Storage:
         with self._engine.connect() as conn:
             problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise CorruptDatabaseError(corrupt_message(self.db_path, "; ".join(problems[:3])))
+            raise CorruptDatabaseError(corrupt_message(self.database, "; ".join(problems[:3])))
 
     def _open_folder(self) -> FolderLock:
         """Create the folder, take its shared lock and prove it writable.
@@ -212,7 +254,7 @@ class Storage:
     def write(self, action: str = "write to") -> Iterator[Session]:
         """One write transaction: committed when the block ends, rolled back entirely when it raises.
 
-        BEGIN IMMEDIATE takes the write lock up front, where busy_timeout applies (see ``open_engine``). A
+        The write lock is taken at the first statement, waiting up to busy_timeout (see ``engine``). A
         database error becomes ``StorageError("cannot <action> in <database>: <reason>")``. Keep the block short
         (no file I/O, no waiting) and let no ORM object out of it: ``queries`` returns plain records.
         """
@@ -220,21 +262,24 @@ class Storage:
             with self._sessions.begin() as s:
                 yield s
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot {action} in {self.db_path}: {driver_message(exc)}") from exc
+            raise StorageError(f"cannot {action} in {self.database}: {driver_message(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """One read transaction: every query in the block sees the same committed state (WAL snapshot)."""
+        """One read transaction: every query in the block sees the same committed state (one snapshot)."""
         try:
             with self._reads() as s:
                 yield s
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot read {self.db_path}: {driver_message(exc)}") from exc
+            raise StorageError(f"cannot read {self.database}: {driver_message(exc)}") from exc
 
     # ---- decisions: writes
 
     def save(self, decision: NewDecision) -> DecisionRecord:
-        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed."""
+        """Write the frame as PNG (atomically), then commit its row; on a failed commit the file is removed.
+
+        Saving the same ``NewDecision`` again (a retry) returns the row an earlier attempt committed, if one did.
+        """
         operator_label = check_label(decision.operator_label)
         kind = decision.kind or derive_kind(decision.predicted_label, operator_label)
         if kind not in KINDS:
@@ -243,7 +288,7 @@ class Storage:
         digest = hashlib.sha256(png).hexdigest()
         created = (decision.created_at or datetime.now(timezone.utc)).astimezone()  # naive = local
         embedding = None if decision.embedding is None else embedding_bytes(decision.embedding)
-        file = write_image(self.images_dir, created, png, self._file_mode)
+        file = write_image(self.images_dir, created, decision.key, png, self._file_mode)
 
         row = Decision(
             image_path=file.relative_to(self.data_dir).as_posix(),
@@ -264,10 +309,19 @@ class Storage:
         )
         try:
             with self.write("record the decision") as s:
-                return queries.add_decision(s, row)
-        except BaseException:
-            remove_file(file)
+                earlier = queries.saved_decision(s, digest, decision.key)  # this save retried, the first committed
+                record = queries.add_decision(s, row) if earlier is None else earlier
+        except BaseException as exc:
+            if outcome_unknown(exc):  # the row may be committed: keep its image until a retry knows
+                self._unsure_images.setdefault(decision.key, []).append(file)
+            else:
+                remove_file(file)
             raise
+        # Only the image the row points to stays: this attempt's when it added the row, else the earlier one's.
+        for attempt in [file, *self._unsure_images.pop(decision.key, [])]:
+            if attempt.relative_to(self.data_dir).as_posix() != record.image_path:
+                remove_file(attempt)
+        return record
 
     def delete(self, decision_id: int) -> DecisionRecord | None:
         """Delete the row (committed), then its image. None when there was no such decision."""
@@ -303,9 +357,10 @@ class Storage:
         found = self._records(select(Decision).where(Decision.id == decision_id))
         return found[0] if found else None
 
-    def recent(self, limit: int = 20) -> list[DecisionRecord]:
-        """Newest first (insertion order)."""
-        return self._records(select(Decision).order_by(Decision.id.desc()).limit(max(0, limit)))
+    def recent(self, limit: int = 20, station: str | None = None) -> list[DecisionRecord]:
+        """Newest first (insertion order), optionally of one station only."""
+        query = select(Decision).order_by(Decision.id.desc()).limit(max(0, limit))
+        return self._records(query if station is None else query.where(Decision.station == station))
 
     def all_decisions(self, holdout: bool | None = None) -> list[DecisionRecord]:
         """Oldest first, with embeddings; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""
@@ -318,12 +373,14 @@ class Storage:
         model_version: str | None = None,
         with_embeddings: bool = False,
         holdout: bool | None = None,
+        station: str | None = None,
     ) -> list[DecisionRecord]:
-        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version.
+        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version
+        and at one station.
 
         Embeddings are left out unless asked for (statistics and export do not need ~5 KB per row).
         """
-        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout))
+        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout, station))
 
     def review_queue(self, limit: int = 200) -> list[DecisionRecord]:
         """Decisions with a prediction, least confident first (ties: oldest first); imports have none."""
@@ -341,6 +398,11 @@ class Storage:
         with self.read() as s:
             return queries.decision_versions(s)
 
+    def decision_stations(self) -> list[str]:
+        """Every station that stored a decision here (several share a database)."""
+        with self.read() as s:
+            return queries.decision_stations(s)
+
     def find_sha256(self, sha256: str) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))
         return found[0] if found else None
@@ -349,17 +411,19 @@ class Storage:
         with self.read() as s:
             return queries.count(s, *([] if kind is None else [Decision.kind == kind]))
 
-    def count_today(self, now: datetime | None = None) -> int:
-        """Decisions made since local midnight (``now`` naive = local time; default: the clock).
+    def count_today(self, now: datetime | None = None, station: str | None = None) -> int:
+        """Decisions made since local midnight (``now`` naive = local time; default: the clock), optionally at one
+        station.
 
         Imported photos are not decisions of the day (dated by their files): the statistics leave them out too.
         """
         local = (now or datetime.now()).astimezone()
         start, end = local_day_bounds(local.date())
+        conditions = [Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED]
+        if station is not None:
+            conditions.append(Decision.station == station)
         with self.read() as s:
-            return queries.count(
-                s, Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED
-            )
+            return queries.count(s, *conditions)
 
     # ---- model versions
 
@@ -425,3 +489,18 @@ class Storage:
             names.update(p.name for p in self.models_dir.iterdir())
         numbers = [int(m.group(1)) for m in map(RETRAINED_NAME.fullmatch, names) if m]
         return f"r{max(numbers, default=0) + 1}"
+
+    def reserve_version_name(self) -> str:
+        """A new "r<N>" whose (empty) folder under ``models/`` this call made: two retrainings at once, on one
+        machine or on several sharing the folder, never pick the same name (mkdir either makes it or fails)."""
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                name = self.next_version_name()
+                try:
+                    (self.models_dir / name).mkdir()
+                except FileExistsError:  # another retraining took it between the two steps
+                    continue
+                return name
+        except OSError as exc:
+            raise StorageError(f"cannot make a model folder in {self.models_dir}: {exc.strerror or exc}") from exc

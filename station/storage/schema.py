@@ -1,4 +1,8 @@
-"""Schema versions of ``station.db`` and the steps that upgrade an older database, in one transaction."""
+"""Schema versions of the station database and the steps that upgrade an older one, in one transaction.
+
+The steps up to version 3 predate PostgreSQL support: they only ever run on SQLite files (a PostgreSQL database
+is created at version 4 or later). Steps after them must work on both backends.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, Table, inspect, select, text
+from sqlalchemy import Connection, Table, insert, inspect, select, text, update
 
 from station.storage.errors import StorageError
 from station.storage.models import Base, Decision, Meta, ModelVersion
@@ -17,7 +21,7 @@ from training.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def read_version(conn: Connection) -> int | None:
@@ -34,7 +38,10 @@ def read_version(conn: Connection) -> int | None:
 
 
 def _set_version(conn: Connection, version: int) -> None:
-    conn.execute(text("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
+    # Update, else insert (portable; SQLite's INSERT OR REPLACE is not): the caller holds the write lock.
+    updated = conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(version)))
+    if updated.rowcount == 0:
+        conn.execute(insert(Meta).values(key="schema_version", value=str(version)))
 
 
 def _table(model: type[Base]) -> Table:
@@ -86,8 +93,17 @@ def _upgrade_2_to_3(conn: Connection) -> None:
         conn.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES ('decisions', :seq)"), {"seq": counter})
 
 
+def _upgrade_3_to_4(conn: Connection) -> None:
+    """Registration order of model versions as a column (``seq``): PostgreSQL has no rowid to order by."""
+    if "seq" not in {c["name"] for c in inspect(conn).get_columns("model_versions")}:  # 1->2 made it already
+        conn.exec_driver_sql("ALTER TABLE model_versions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    conn.exec_driver_sql("UPDATE model_versions SET seq = rowid")
+
+
 # Key = the version a step upgrades FROM. Each step runs inside the same transaction as the version bump.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1, 1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    0: _upgrade_0_to_1, 1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4,
+}
 
 
 def backup_path(db_path: Path, version: int) -> Path:
@@ -111,13 +127,14 @@ def back_up(db_path: Path, target: Path) -> None:
         source.close()
 
 
-def prepare_schema(conn: Connection, db_path: Path) -> None:
+def prepare_schema(conn: Connection, database: str, db_path: Path | None) -> None:
     """Create a new database, or upgrade an older one to ``SCHEMA_VERSION``; a newer one is refused.
 
-    Before an upgrade the database is backed up (``backup_path``): a migration that goes wrong in a way the
-    rollback does not cover (a bug in a step, a station that cannot read the result) keeps the operator's data.
-    Called inside the write transaction that upgrades (it holds the write lock), so no other station writes between
-    the copy and the upgrade.
+    ``database`` names it in messages. Before an upgrade a SQLite database (``db_path``) is backed up
+    (``backup_path``): a migration that goes wrong in a way the rollback does not cover (a bug in a step, a station
+    that cannot read the result) keeps the operator's data. A server database (``db_path`` None) is the site's
+    to back up. Called inside the write transaction that upgrades (it holds the write lock), so no other station
+    writes between the copy and the upgrade.
     """
     version = read_version(conn)
     if version is None:
@@ -126,18 +143,18 @@ def prepare_schema(conn: Connection, db_path: Path) -> None:
         return
     if version > SCHEMA_VERSION:
         raise StorageError(
-            f"database {db_path} has schema version {version}, this station knows up to {SCHEMA_VERSION}; "
+            f"database {database} has schema version {version}, this station knows up to {SCHEMA_VERSION}; "
             "update the station"
         )
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION and db_path is not None:
         backup = backup_path(db_path, version)
         log.info("backing up %s to %s before upgrading it", db_path, backup)
         back_up(db_path, backup)
     while version < SCHEMA_VERSION:
         step = MIGRATIONS.get(version)
         if step is None:
-            raise StorageError(f"database {db_path} has schema version {version}, which this station cannot upgrade")
-        log.info("upgrading %s from schema version %d to %d", db_path, version, version + 1)
+            raise StorageError(f"database {database} has schema version {version}, which this station cannot upgrade")
+        log.info("upgrading %s from schema version %d to %d", database, version, version + 1)
         step(conn)
         version += 1
         _set_version(conn, version)

@@ -17,6 +17,7 @@ from station.decisions import DecisionDesk, DecisionRefusedError
 from station.events import EventPublisher
 from station.handsfree import HandsFree
 from station.inference import Prediction
+from station.model_watch import POLL_S, ModelWatcher
 from station.retraining import LearningTrigger, outcome_line
 from station.storage import DecisionRecord, NewDecision
 from station.ui.class_buttons import ClassButtons
@@ -134,6 +135,11 @@ class MainWindow(QMainWindow):
         self.status_timer.start()
         self.statistics_timer = QTimer(self, interval=1000, singleShot=True)
         self.statistics_timer.timeout.connect(self._refresh_statistics)
+        # A version promoted elsewhere (another station, `station retrain`) is noticed and loaded (ModelWatcher).
+        self.model_watcher = ModelWatcher(self.inference.classifier.version)
+        self.model_poll_timer = QTimer(self, interval=int(POLL_S * 1000))
+        self.model_poll_timer.timeout.connect(lambda: self.storage.read_active_version(self.model_watcher.generation))
+        self.model_poll_timer.start()
         self._refresh_status()
 
     def _build_toolbar(self) -> None:
@@ -204,6 +210,7 @@ class MainWindow(QMainWindow):
         self.storage.storage_recovered.connect(lambda: self.video.set_notice(None))
         self.storage.storage_failed.connect(self._on_storage_failed)
         self.storage.version_activated.connect(self._on_version_activated)
+        self.storage.active_version_read.connect(self._on_active_version_read)
         self.storage.versions_listed.connect(self._on_versions_listed)
         self.storage.statistics_ready.connect(self._on_statistics_ready)
         self.storage.review_ready.connect(self._on_review_ready)
@@ -350,7 +357,7 @@ class MainWindow(QMainWindow):
         old = self.storage
         if old.isRunning():
             return
-        self.storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms)
+        self.storage = StorageWorker(old.data_dir, old.station, old.busy_timeout_ms, old.database_url)
         self.storage.adopt(old)
         self.storage_down = None
         self.video.set_notice(None)
@@ -427,6 +434,7 @@ class MainWindow(QMainWindow):
 
     def use_model(self, bundle_dir: Path, version: str, activate: bool) -> None:
         """Load and warm up off the GUI thread, then swap in one step; the old model stays on failure."""
+        self.model_watcher.loading(version)
         loader = ModelLoadWorker(bundle_dir, version, tag=activate, options=self.inference.classifier.options)
         loader.model_loaded.connect(self._on_model_loaded)
         loader.errored.connect(lambda message: self._on_model_load_failed(version, message))
@@ -437,6 +445,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, classifier: Any, activate: bool) -> None:
         old = self.inference.swap_classifier(classifier)
+        self.model_watcher.now_running(classifier.version)
         if activate:
             self.storage.activate_version(classifier.version)
         self.video.flash(f"Now using model {classifier.version} (was {old.version})", OK_GREEN, 3000)
@@ -444,6 +453,12 @@ class MainWindow(QMainWindow):
 
     def _on_model_load_failed(self, version: str, message: str) -> None:
         self.video.flash(f"Model {version} not used: {message}", WARN_ORANGE, 6000)
+
+    def _on_active_version_read(self, record: Any, generation: int) -> None:
+        promoted = self.model_watcher.seen(generation, record)
+        if promoted is not None:  # loaded and swapped as a promotion made here; on failure the old model stays
+            self.statusBar().showMessage(f"model {promoted.version} was promoted elsewhere: loading it", 5000)
+            self.use_model(self.storage.version_dir(promoted), promoted.version, activate=False)
 
     def _on_version_activated(self, record: Any) -> None:
         self.statusBar().showMessage(f"model {record.version} is now the active version", 5000)
@@ -477,9 +492,9 @@ class MainWindow(QMainWindow):
         if self.statistics_view is not None and self.statistics_view.isVisible():
             self.statistics_timer.start()
 
-    def _on_statistics_ready(self, stats: Any, versions: list[str]) -> None:
+    def _on_statistics_ready(self, stats: Any, versions: list[str], stations: list[str]) -> None:
         if self.statistics_view is not None:
-            self.statistics_view.show_statistics(stats, versions)
+            self.statistics_view.show_statistics(stats, versions, stations)
 
     def show_review(self) -> None:
         if self.review_dialog is None:
@@ -551,6 +566,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop every worker: capture first, then inference, storage last (it drains its queue)."""
+        self.model_poll_timer.stop()
         if self.retrain_worker is not None:
             self.retrain_worker.cancel()
             self.retrain_worker.stop(30_000)

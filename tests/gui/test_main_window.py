@@ -240,3 +240,28 @@ def test_promoting_a_candidate_by_hand_swaps_it_in_and_records_it(
     # the new model's answer may already be on screen (a folder with interval 0 sends no further frame).
     qtbot.waitUntil(lambda: window.desk.shown is not None and window.desk.shown.model_version == "r1",
                     timeout=WAIT_MS)
+
+
+def test_a_version_promoted_elsewhere_is_swapped_in_and_a_broken_one_is_refused(
+    qtbot, windows, make_settings, image_folder, tiny_classifier, tiny_bundle_path
+) -> None:
+    """Another station or `station retrain` activates a version in the database: this window loads it by itself."""
+    import shutil
+
+    settings = make_settings()
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    window.model_poll_timer.setInterval(200)
+    with Storage(settings.data_dir, "elsewhere") as elsewhere:
+        shutil.copytree(tiny_bundle_path, settings.data_dir / "models" / "r1")
+        elsewhere.add_version("r1", settings.data_dir / "models" / "r1", "fast", status="active")
+    qtbot.waitUntil(lambda: window.inference.classifier.version == "r1", timeout=MODEL_LOAD_MS)
+    assert "Now using model r1" in window.video.flash_text()
+
+    with Storage(settings.data_dir, "elsewhere") as elsewhere:  # a bundle this station cannot load
+        (settings.data_dir / "models" / "r2").mkdir()
+        elsewhere.add_version("r2", settings.data_dir / "models" / "r2", "fast", status="active")
+    qtbot.waitUntil(lambda: "Model r2 not used" in window.video.flash_text(), timeout=MODEL_LOAD_MS)
+    assert window.inference.classifier.version == "r1"
+    loads = len(window.loaders)
+    qtbot.wait(1000)  # several polls: the broken version is not tried again and again
+    assert len(window.loaders) == loads == 0

@@ -80,7 +80,7 @@ class FakeCore:
         partial.mkdir(parents=True)
         if self.fail is not None:
             raise self.fail
-        request.out.mkdir()
+        request.out.mkdir(exist_ok=True)  # the station reserved the name with an empty folder
         (request.out / "model.keras").write_bytes(b"stub")
         shutil.copy(request.parent / "labels.json", request.out / "labels.json")
         shutil.rmtree(partial)

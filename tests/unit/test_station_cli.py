@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from station.cli import entry
+from station.cli import build_parser, entry, gui_overrides
+from station.settings import load_settings
 
 
 @pytest.fixture
@@ -51,3 +52,19 @@ def test_commands_use_the_window_s_data_folder_without_data_dir(
     other = tmp_path / "other"
     assert entry(["--data-dir", str(other), "export", "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == f"error: no station database (station.db) in {other}"
+
+
+def test_the_database_url_is_a_setting_and_an_option_whose_password_is_never_shown(
+    settings_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user_file = tmp_path / "station.toml"
+    user_file.write_text('database_url = "postgresql+psycopg://sorter:s3cret-pw@db-host/sorting"\n')
+    monkeypatch.setattr("station.settings.user_config_file", lambda: user_file)
+    assert load_settings().database_url == "postgresql+psycopg://sorter:s3cret-pw@db-host/sorting"
+    with pytest.raises(SystemExit):
+        entry(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: postgresql+psycopg://sorter:***@db-host/sorting)" in out and "s3cret-pw" not in out
+    given = gui_overrides(build_parser().parse_args(["--database-url", "postgresql+psycopg://a@b/c"]))
+    assert given == {"database_url": "postgresql+psycopg://a@b/c"}
+    assert load_settings(given).database_url == "postgresql+psycopg://a@b/c"

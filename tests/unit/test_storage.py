@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -30,6 +31,15 @@ from station.storage import (
     repository,
     schema,
 )
+from tests.unit.conftest import BACKENDS, backend_url
+
+OpenStore = Callable[..., Storage]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    return backend_url(request)
+
 
 LABELS = ["cardboard", "glass", "metal", "paper", "plastic", "trash"]
 
@@ -63,8 +73,9 @@ def leftovers(root: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------- engine
 
 
-def test_pragmas_set_on_every_new_connection(data_dir: Path) -> None:
-    with Storage(data_dir, busy_timeout_ms=1234) as s, s.engine.connect() as c1, s.engine.connect() as c2:
+@pytest.mark.sqlite_only("the pragmas are SQLite's (PostgreSQL: test_storage_server.py)")
+def test_pragmas_set_on_every_new_connection(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir, busy_timeout_ms=1234) as s, s.engine.connect() as c1, s.engine.connect() as c2:
         for conn in (c1, c2):  # two live connections at once = two distinct DBAPI connections
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -260,6 +271,25 @@ def test_count_today_uses_local_day(store: Storage) -> None:
     assert store.count() == 5
 
 
+def test_decisions_filter_by_station_and_every_station_is_listed(store: Storage) -> None:
+    assert store.decision_stations() == []
+    mine = [store.save(new(seed=i)).id for i in range(3)]
+    theirs = [store.save(new(seed=10 + i, station="line-2", model_version="r1")).id for i in range(2)]
+    store.save(new(seed=20, station="B-line"))
+    # One order on both backends (code points), whatever collation the PostgreSQL database has.
+    assert store.decision_stations() == ["B-line", "line-2", "st-test"]
+    assert [r.id for r in store.decisions(station="st-test")] == mine
+    assert [r.id for r in store.decisions(station="line-2")] == theirs
+    assert [r.id for r in store.decisions(station="line-2", model_version="r1")] == theirs  # filters combine
+    assert store.decisions(station="line-2", model_version="v1") == []
+    assert store.decisions(station="nowhere") == []
+    assert len(store.decisions()) == 6
+    # the window's history and today count of one station
+    assert [r.id for r in store.recent(limit=2, station="st-test")] == mine[::-1][:2]
+    assert [r.id for r in store.recent(station="line-2")] == theirs[::-1]
+    assert store.count_today(station="line-2") == 2 and store.count_today() == 6
+
+
 def test_find_sha256(store: Storage) -> None:
     rec = store.save(new(seed=4))
     assert store.find_sha256(rec.sha256).id == rec.id  # type: ignore[union-attr]
@@ -286,22 +316,17 @@ def test_holdout_is_deterministic_and_about_a_fifth(store: Storage) -> None:
 # ---------------------------------------------------------------------------------------------- failures
 
 
-def test_locked_database_leaves_no_row_and_no_file(data_dir: Path) -> None:
-    store = Storage(data_dir, busy_timeout_ms=100)
-    other = sqlite3.connect(data_dir / "station.db", isolation_level=None)
-    try:
-        other.execute("BEGIN EXCLUSIVE")
-        with pytest.raises(StorageError, match="database is locked") as err:
-            store.save(new())
-        assert str(data_dir / "station.db") in str(err.value)
+def test_locked_database_leaves_no_row_and_no_file(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir, busy_timeout_ms=100) as store, open_store(data_dir) as other:
+        with other.write() as held:
+            held.execute(sqlalchemy.text("SELECT 1"))  # the other station holds the write lock
+            with pytest.raises(StorageError, match="lock") as err:
+                store.save(new())
+        assert err.value.args[0].startswith(f"cannot record the decision in {store.database}: ")
         assert is_transient(err.value)
-        other.execute("ROLLBACK")
         assert store.count() == 0
         assert pngs(data_dir) == [] and leftovers(data_dir) == []
         assert store.save(new()).id  # works again once the lock is gone
-    finally:
-        other.close()
-        store.close()
 
 
 def test_failing_commit_removes_file(store: Storage, data_dir: Path) -> None:
@@ -339,22 +364,23 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     assert str(not_a_dir / "sub") in str(err2.value)
 
 
-def test_unwritable_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch, open_store: OpenStore) -> None:
     # Tests run as root, which ignores chmod: simulate the write probe failing instead.
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(repository.tempfile, "NamedTemporaryFile", denied)
     with pytest.raises(StorageError, match="Permission denied") as err:
-        Storage(data_dir)
+        open_store(data_dir)
     assert str(data_dir) in str(err.value)
 
 
-def test_corrupt_database_named(data_dir: Path) -> None:
+@pytest.mark.sqlite_only("a damaged database file; a server checks its own pages")
+def test_corrupt_database_named(data_dir: Path, open_store: OpenStore) -> None:
     data_dir.mkdir()
     (data_dir / "station.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError, match="is corrupt \\(file is not a database\\)") as err:
-        Storage(data_dir)
+        open_store(data_dir)
     assert str(data_dir / "station.db") in str(err.value)
 
 
@@ -401,9 +427,10 @@ def _v0_database(path: Path, with_meta: bool) -> None:
 
 
 @pytest.mark.parametrize("with_meta", [True, False], ids=["meta-v0", "no-meta-table"])
-def test_upgrade_from_v0(data_dir: Path, with_meta: bool) -> None:
+@pytest.mark.sqlite_only("schema 0 to 3 only ever existed as SQLite files")
+def test_upgrade_from_v0(data_dir: Path, with_meta: bool, open_store: OpenStore) -> None:
     _v0_database(data_dir / "station.db", with_meta)
-    with Storage(data_dir) as store:
+    with open_store(data_dir) as store:
         old = store.all_decisions()
         assert [(r.id, r.kind, r.embedding, r.holdout) for r in old] == [
             (1, "confirmed", None, True),
@@ -419,7 +446,8 @@ def test_upgrade_from_v0(data_dir: Path, with_meta: bool) -> None:
         assert "ix_decisions_sha256" in indexes
 
 
-def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.sqlite_only("schema 0 to 3 only ever existed as SQLite files")
+def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPatch, open_store: OpenStore) -> None:
     _v0_database(data_dir / "station.db", with_meta=True)
 
     def half_done(conn: object) -> None:
@@ -428,7 +456,7 @@ def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setitem(schema.MIGRATIONS, 0, half_done)
     with pytest.raises(RuntimeError):
-        Storage(data_dir)
+        open_store(data_dir)
     con = sqlite3.connect(data_dir / "station.db")
     try:
         assert con.execute("SELECT value FROM meta").fetchone() == ("0",)
@@ -438,15 +466,16 @@ def test_failed_upgrade_rolls_back(data_dir: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("old_version", [0, 1])
-def test_upgrade_keeps_a_backup_of_the_old_database(data_dir: Path, old_version: int) -> None:
+@pytest.mark.sqlite_only("the upgrade backup copies the SQLite file; a server is the site's to back up")
+def test_upgrade_keeps_a_backup_of_the_old_database(data_dir: Path, old_version: int, open_store: OpenStore) -> None:
     db = data_dir / "station.db"
     _v0_database(db, with_meta=True)
     if old_version == 1:
-        with Storage(data_dir) as store, store.engine.begin() as conn:  # a schema-1 database: no model versions
+        with open_store(data_dir) as store, store.engine.begin() as conn:  # a schema-1 database: no model versions
             conn.exec_driver_sql("DROP TABLE model_versions")
             conn.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         schema.backup_path(db, 0).unlink()
-    with Storage(data_dir) as store:
+    with open_store(data_dir) as store:
         assert store.count() == 2
 
     backup = data_dir / f"station.schema-{old_version}-backup.db"
@@ -464,57 +493,59 @@ def test_upgrade_keeps_a_backup_of_the_old_database(data_dir: Path, old_version:
         con.close()
 
 
-def test_no_backup_of_a_new_or_current_database(data_dir: Path) -> None:
-    Storage(data_dir).close()
-    Storage(data_dir).close()
+@pytest.mark.sqlite_only("the upgrade backup copies the SQLite file")
+def test_no_backup_of_a_new_or_current_database(data_dir: Path, open_store: OpenStore) -> None:
+    open_store(data_dir).close()
+    open_store(data_dir).close()
     assert not list(data_dir.glob("*backup*"))
 
 
-def test_interrupted_backup_leaves_a_temporary_that_the_next_start_sweeps(data_dir: Path) -> None:
-    Storage(data_dir).close()
+@pytest.mark.sqlite_only("the upgrade backup copies the SQLite file")
+def test_interrupted_backup_leaves_a_temporary_that_the_next_start_sweeps(
+    data_dir: Path, open_store: OpenStore
+) -> None:
+    open_store(data_dir).close()
     temporary = data_dir / ".station.schema-1-backup.db.x1y2.tmp"  # what a kill during the copy leaves
     temporary.write_bytes(b"half a database")
-    with Storage(data_dir) as store:
+    with open_store(data_dir) as store:
         assert store.swept.removed == [temporary]
     assert not temporary.exists()
 
 
-def test_newer_schema_refused(data_dir: Path) -> None:
-    Storage(data_dir).close()
-    con = sqlite3.connect(data_dir / "station.db")
-    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    con.commit()
-    con.close()
+def test_newer_schema_refused(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as store, store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        database = store.database
     with pytest.raises(StorageError) as err:
-        Storage(data_dir)
+        open_store(data_dir)
     assert str(err.value) == (
-        f"database {data_dir / 'station.db'} has schema version 99, this station knows up to {SCHEMA_VERSION}; "
+        f"database {database} has schema version 99, this station knows up to {SCHEMA_VERSION}; "
         "update the station"
     )
 
 
-def test_reopen_sees_earlier_decisions(data_dir: Path) -> None:
-    with Storage(data_dir) as first:
+def test_reopen_sees_earlier_decisions(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as first:
         saved = [first.save(new(seed=i)) for i in range(3)]
-    with Storage(data_dir) as second:
+    with open_store(data_dir) as second:
         assert [r.id for r in second.recent()] == [r.id for r in reversed(saved)]
         assert all(second.image_file(r).exists() for r in second.all_decisions())
         assert second.get(saved[0].id).sha256 == saved[0].sha256  # type: ignore[union-attr]
 
 
-def test_one_storage_per_thread_concurrent_saves(data_dir: Path) -> None:
+def test_one_storage_per_thread_concurrent_saves(data_dir: Path, open_store: OpenStore) -> None:
     errors: list[BaseException] = []
 
     def work(offset: int) -> None:
         try:
-            with Storage(data_dir, station=f"t{offset}") as mine:
+            with open_store(data_dir, station=f"t{offset}") as mine:
                 for i in range(10):
                     mine.save(new(seed=offset * 100 + i))
                     mine.recent(limit=3)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    Storage(data_dir).close()  # create the schema once, as the app does at startup
+    open_store(data_dir).close()  # create the schema once, as the app does at startup
     threads = [threading.Thread(target=work, args=(n,)) for n in (1, 2)]
     for t in threads:
         t.start()
@@ -522,22 +553,22 @@ def test_one_storage_per_thread_concurrent_saves(data_dir: Path) -> None:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
-    with Storage(data_dir) as check:
+    with open_store(data_dir) as check:
         assert check.count() == 20 and len(pngs(data_dir)) == 20
 
 
-def test_storages_opening_together_never_sweep_each_others_write_test(data_dir: Path) -> None:
+def test_storages_opening_together_never_sweep_each_others_write_test(data_dir: Path, open_store: OpenStore) -> None:
     # Each opening writes a test file and may sweep; a sweeper must not remove a file another opening still holds.
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
             for _ in range(40):
-                Storage(data_dir).close()
+                open_store(data_dir).close()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    Storage(data_dir).close()
+    open_store(data_dir).close()
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
@@ -548,29 +579,31 @@ def test_storages_opening_together_never_sweep_each_others_write_test(data_dir: 
     assert not list(data_dir.glob(".write-test-*"))
 
 
-def test_a_storage_that_could_not_sweep_still_holds_the_folder(data_dir: Path) -> None:
-    first = Storage(data_dir)
-    second = Storage(data_dir)  # cannot sweep while the first is open
+@pytest.mark.sqlite_only("beside a shared database nothing is swept (test_storage_server.py)")
+def test_a_storage_that_could_not_sweep_still_holds_the_folder(data_dir: Path, open_store: OpenStore) -> None:
+    first = open_store(data_dir)
+    second = open_store(data_dir)  # cannot sweep while the first is open
     assert second.swept.skipped
     first.close()
-    with Storage(data_dir) as third:  # the second is still open: no sweeping under its writes
+    with open_store(data_dir) as third:  # the second is still open: no sweeping under its writes
         assert third.swept.skipped
     second.close()
-    with Storage(data_dir) as alone:
+    with open_store(data_dir) as alone:
         assert not alone.swept.skipped
 
 
 # ---------------------------------------------------------------------------------------------- model versions
 
 
-def test_upgrade_from_v1_adds_model_versions_and_keeps_decisions(data_dir: Path) -> None:
-    with Storage(data_dir) as first:
+@pytest.mark.sqlite_only("schema 1 only ever existed as SQLite files")
+def test_upgrade_from_v1_adds_model_versions_and_keeps_decisions(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as first:
         saved = [first.save(new(seed=i, embedding=np.ones(3, np.float32))) for i in range(3)]
     con = sqlite3.connect(data_dir / "station.db")  # back to the exact v1 layout
     con.executescript("DROP TABLE model_versions; UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     con.close()
 
-    with Storage(data_dir) as store:
+    with open_store(data_dir) as store:
         assert [(r.id, r.sha256, r.holdout) for r in store.all_decisions()] == [
             (r.id, r.sha256, r.holdout) for r in saved
         ]
@@ -717,24 +750,24 @@ def test_a_write_block_commits_all_its_steps_together(store: Storage, data_dir: 
     assert record.status == "discarded" and listed == store.versions() == [record]
 
 
-def test_write_maps_database_errors_with_its_action(data_dir: Path) -> None:
-    with Storage(data_dir, busy_timeout_ms=50) as store, Storage(data_dir) as other, other.write() as held:
-        held.execute(sqlalchemy.text("SELECT 1"))  # BEGIN IMMEDIATE: the other Storage holds the write lock
+def test_write_maps_database_errors_with_its_action(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir, busy_timeout_ms=50) as store, open_store(data_dir) as other, other.write() as held:
+        held.execute(sqlalchemy.text("SELECT 1"))  # the other Storage holds the write lock
         with pytest.raises(StorageError) as err, store.write("activate model version 'r1'") as s:
             queries.active_version(s)
-    assert str(err.value).startswith(f"cannot activate model version 'r1' in {data_dir / 'station.db'}: ")
-    assert "locked" in str(err.value) and is_transient(err.value)
+        assert str(err.value).startswith(f"cannot activate model version 'r1' in {store.database}: ")
+    assert "lock" in str(err.value) and is_transient(err.value)
 
 
-def test_write_takes_the_lock_at_the_first_statement_not_on_entry(data_dir: Path) -> None:
-    with Storage(data_dir, busy_timeout_ms=50) as store, Storage(data_dir) as other, other.write() as held:
+def test_write_takes_the_lock_at_the_first_statement_not_on_entry(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir, busy_timeout_ms=50) as store, open_store(data_dir) as other, other.write() as held:
         held.execute(sqlalchemy.text("SELECT 1"))
         with pytest.raises(ValueError, match="mode"), store.write() as s:
             queries.add_version(s, "r1", "models/r1", "slow")  # refused before any statement: no lock needed
 
 
-def test_read_sees_what_other_storages_committed_and_nothing_uncommitted(data_dir: Path) -> None:
-    with Storage(data_dir) as writer, Storage(data_dir) as reader:
+def test_read_sees_what_other_storages_committed_and_nothing_uncommitted(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as writer, open_store(data_dir) as reader:
         with writer.write() as s:
             queries.add_version(s, "base", "models/base", "bundled")
             s.flush()
@@ -744,10 +777,54 @@ def test_read_sees_what_other_storages_committed_and_nothing_uncommitted(data_di
             assert [v.version for v in queries.list_versions(r)] == ["base"]
 
 
-def test_a_read_block_is_one_snapshot(data_dir: Path) -> None:
-    with Storage(data_dir) as writer, Storage(data_dir) as reader, reader.read() as r:
+def test_a_read_block_is_one_snapshot(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as writer, open_store(data_dir) as reader, reader.read() as r:
         assert queries.list_versions(r) == []  # the snapshot starts here
         writer.add_version("base", data_dir, "bundled")
         assert queries.list_versions(r) == [] and queries.version_names(r) == set()
-    with Storage(data_dir) as again:
+    with open_store(data_dir) as again:
         assert [v.version for v in again.versions()] == ["base"]
+
+
+# ---------------------------------------------------------------------------------------------- retried saves
+
+
+def test_saving_a_decision_again_returns_the_row_the_first_save_committed(store: Storage, data_dir: Path) -> None:
+    decision = new(seed=3)
+    first = store.save(decision)
+    again = store.save(decision)  # a retry of the same decision (e.g. by the storage worker)
+    assert again.id == first.id and again.image_path == first.image_path
+    assert store.count() == 1 and pngs(data_dir) == [store.image_file(first)]
+    other = store.save(new(seed=3))  # the same pixels decided again: a new decision
+    assert other.id != first.id and store.count() == 2
+
+
+def test_a_commit_whose_answer_was_lost_is_saved_once_with_its_image(store: Storage, data_dir: Path) -> None:
+    def connection_lost(session: object) -> None:  # the COMMIT happened, its answer never came back
+        event.remove(store._sessions, "after_commit", connection_lost)
+        raise sqlalchemy.exc.OperationalError(
+            "COMMIT", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True)
+
+    decision = new(seed=5)
+    event.listen(store._sessions, "after_commit", connection_lost)
+    with pytest.raises(StorageError, match="server closed") as err:
+        store.save(decision)
+    assert is_transient(err.value)
+    saved = store.save(decision)  # the retry
+    assert store.count() == 1 and pngs(data_dir) == [store.image_file(saved)]
+    assert hashlib.sha256(store.image_file(saved).read_bytes()).hexdigest() == saved.sha256
+
+
+def test_image_names_carry_the_decision_key_and_never_collide(store: Storage) -> None:
+    same_moment = datetime(2024, 6, 15, 12, 0, 0)
+    saved = [store.save(new(seed=1, created_at=same_moment)) for _ in range(5)]
+    assert len({r.image_path for r in saved}) == 5
+    decision = new(seed=2)
+    assert f"-{decision.key}-" in store.save(decision).image_path
+
+
+def test_reserved_version_names_are_never_handed_out_twice(data_dir: Path, open_store: OpenStore) -> None:
+    with open_store(data_dir) as one, open_store(data_dir) as other:
+        first = one.reserve_version_name()
+        assert (first, other.reserve_version_name()) == ("r1", "r2")  # r1's folder exists: the other takes r2
+        assert (data_dir / "models" / "r1").is_dir() and one.next_version_name() == "r3"
