@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,8 @@ from station.workers import (
     Worker,
 )
 from training.messages import Mode, RetrainOutcome, RetrainProgress
+
+log = logging.getLogger(__name__)
 
 OK_GREEN = CONFIRMED_GREEN
 HINT_GREY = QColor("#555555")
@@ -576,4 +579,5 @@ class MainWindow(QMainWindow):
         self.capture.slot.close()
         self.inference.stop()
         self.storage.stop()
+        log.info("storage stopped; %d write(s) not done", self.storage.pending)
         self.hands_free.close()  # after storage: the last decisions' events are on their way

@@ -128,7 +128,7 @@ def facility(tmp_path: Path, pg_url: URL, retrainable_bundle: Path, site_env: di
             yield Facility(storage, processes, logs)
     finally:
         for process in processes.values():
-            process.terminate()  # the window has no SIGTERM handler: it ends at once, which is all a test needs
+            process.terminate()  # SIGTERM: the station saves what is queued and exits (test_stop_signal.py)
         for process in processes.values():
             try:
                 process.wait(10)
