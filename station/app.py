@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -114,10 +116,37 @@ def run_startup(
     worker.ready.connect(on_ready)
     worker.failed.connect(on_failed)
     worker.start()
-    code = app.exec()
+    with stop_on_signals(app, windows):
+        code = app.exec()
     worker.wait()
     app.processEvents()  # a result the worker sent as the loop ended: on_ready discards it now, not in a later loop
     return code
+
+
+@contextmanager
+def stop_on_signals(app: QApplication, windows: list[MainWindow]) -> Iterator[None]:
+    """SIGTERM (a service manager, ``kill``, a facility's shutdown) and Ctrl-C stop the station the way closing
+    its window does, without asking: the decisions on their way are saved first (the storage worker drains its
+    queue), instead of the process ending mid-write."""
+    from PySide6.QtCore import QTimer
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s: stopping the station, saving the decisions on their way", signal.Signals(signum).name)
+        for window in windows:
+            window.shutdown()
+        app.exit(0)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Python runs a signal handler only between bytecodes: while Qt's loop waits in C++, a timer lets it in.
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    try:
+        yield
+    finally:
+        wake.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def can_show_dialogs() -> bool:

@@ -15,18 +15,25 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from station.storage import AUTO, IMPORTED, DecisionRecord
+from station.storage import AUTO, IMPORTED, DecisionRecord, Storage
 
 HOURLY_UP_TO = timedelta(days=2)  # a range this short is plotted per hour, a longer one per day
 
 
 @dataclass(frozen=True)
 class StatsFilter:
-    """Which decisions the view covers: one model version (None: all) and local days since..until (inclusive)."""
+    """Which decisions the view covers: one model version (None: all), local days since..until (inclusive), and
+    one station (None: all; several share a database)."""
 
     model_version: str | None = None
     since: date | None = None
     until: date | None = None
+    station: str | None = None
+
+
+def covered_decisions(storage: Storage, wanted: StatsFilter) -> list[DecisionRecord]:
+    """The decisions ``wanted`` covers, oldest first: the one place a filter becomes a query."""
+    return storage.decisions(wanted.since, wanted.until, wanted.model_version, station=wanted.station)
 
 
 @dataclass(frozen=True)

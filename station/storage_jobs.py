@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from station.statistics import Statistics, StatsFilter, compute_statistics
+from station.statistics import Statistics, StatsFilter, compute_statistics, covered_decisions
 from station.storage import ACTIVE, DISCARDED, DecisionRecord, NewDecision, Storage, VersionRecord, queries
 
 T = TypeVar("T")
@@ -67,10 +67,10 @@ class Thumbnails:
     def forget(self, record: DecisionRecord) -> None:
         self._images.pop(record.id, None)
 
-    def history(self, storage: Storage, length: int = HISTORY_LENGTH) -> list[HistoryEntry]:
-        """The newest ``length`` decisions, newest first, with their thumbnails."""
+    def history(self, storage: Storage, length: int = HISTORY_LENGTH, station: str | None = None) -> list[HistoryEntry]:
+        """The newest ``length`` decisions (of one ``station``, None: all), newest first, with their thumbnails."""
         entries = []
-        for record in storage.recent(length):
+        for record in storage.recent(length, station):
             if record.id not in self._images:
                 self._images[record.id] = load_thumbnail(storage.image_file(record))
             entries.append(HistoryEntry(record, self._images[record.id]))
@@ -167,13 +167,20 @@ def active_version(asked: threading.Event) -> Job[VersionRecord | None]:
     return job
 
 
-def statistics(wanted: StatsFilter, labels: tuple[str, ...]) -> Job[tuple[Statistics, list[str]]]:
-    """The statistics of the decisions ``wanted`` covers, and every model version name (for the filter)."""
+@dataclass(frozen=True)
+class StatisticsResult:
+    statistics: Statistics
+    versions: list[str]  # every model version name, for the filter
+    stations: list[str]  # every station that stored a decision (several share a database), for the filter
 
-    def job(storage: Storage) -> tuple[Statistics, list[str]]:
-        records = storage.decisions(wanted.since, wanted.until, wanted.model_version)
+
+def statistics(wanted: StatsFilter, labels: tuple[str, ...]) -> Job[StatisticsResult]:
+    """The statistics of the decisions ``wanted`` covers, and the choices of the view's filters."""
+
+    def job(storage: Storage) -> StatisticsResult:
         names = sorted({v.version for v in storage.versions()} | set(storage.decision_versions()))
-        return compute_statistics(records, labels), names
+        return StatisticsResult(compute_statistics(covered_decisions(storage, wanted), labels), names,
+                                storage.decision_stations())
 
     return job
 

@@ -357,7 +357,11 @@ class StorageWorker(Worker):
         self._stop.wait(delay)  # a stop ends the wait at once
 
     def _emit_history(self, storage: Storage) -> None:
-        self.history_changed.emit(self.thumbnails.history(storage), storage.count_today())
+        # Beside a shared database the other stations' decisions are not this operator's to see, relabel or delete
+        # (and this list is refreshed by this station's writes only); alone, the data folder's are, imports too.
+        station = self.station if storage.is_shared else None
+        self.history_changed.emit(self.thumbnails.history(storage, station=station),
+                                  storage.count_today(station=station))
 
 
 class RetrainWorker(Worker):

@@ -165,3 +165,16 @@ def six_class_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bundles") / "six-classes"
     save_bundle_files(build_model(len(CLASSES), None, 32, freeze_backbone=False), CLASSES, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def retrainable_bundle(six_class_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The six-class bundle plus the split manifest fast retraining finds its base data by (``MINI_DATASET``).
+
+    Like a bundle assembled outside ``training.train``, it has no config.json.
+    """
+    from training.data import save_split, scan_dataset, stratified_split
+
+    bundle = Path(shutil.copytree(six_class_bundle, tmp_path_factory.mktemp("bundles") / "site-v1"))
+    save_split(stratified_split(scan_dataset(MINI_DATASET), seed=0), bundle / "split.json")
+    return bundle

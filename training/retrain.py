@@ -383,8 +383,12 @@ def write_candidate(parent: Bundle, model: keras.Model, request: RetrainRequest,
         save_bundle_files(model, parent.labels, work)
         add_backbone_file(model, work, parent.path, convert_new=request.mode == Mode.FULL)  # fast: the parent's
         write_json(work / "metrics.json", metrics)
-        settings = asdict(parent.config) if parent.config else {}
-        write_json(work / "config.json", {**settings, "parent": str(parent.path), "mode": request.mode})
+        # The parent's run settings and where the candidate came from. A parent without them (a bundle not made by
+        # training.train) gives no config.json: one without data_dir/out would make the candidate unloadable, and
+        # the version registry keeps its parent and mode anyway.
+        if parent.config is not None:
+            lineage = {"parent": str(parent.path), "mode": request.mode}
+            write_json(work / "config.json", {**asdict(parent.config), **lineage})
         if (parent.path / "split.json").is_file():
             shutil.copy(parent.path / "split.json", work / "split.json")
         replace_folder(work, request.out)

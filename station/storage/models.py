@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Enum,
     Float,
     Index,
     Integer,
@@ -24,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from station.storage.records import ACTIVE, KINDS, VERSION_MODES, VERSION_STATUSES, DecisionRecord, VersionRecord
+from station.storage.records import ACTIVE, VERSION_MODES, DecisionKind, DecisionRecord, VersionRecord, VersionStatus
 
 # Embeddings are stored as raw little-endian float32 so the bytes mean the same thing on every machine.
 _EMBEDDING_DTYPE = np.dtype("<f4")
@@ -51,6 +53,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+def str_enum(enum: type[StrEnum], constraint: str) -> Enum:
+    """A str Enum column stored as its values (not member names) in a VARCHAR with a named CHECK constraint on
+    both backends; rows read back as members, and an unknown value is refused before it reaches the database."""
+    return Enum(
+        enum, name=constraint, native_enum=False, create_constraint=True, length=16, validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -66,10 +77,7 @@ class Decision(Base):
     __tablename__ = "decisions"
     # Ids are never reused after undo/delete, so a stale id held by the UI can't hit a newer row: SQLite needs
     # AUTOINCREMENT for that, PostgreSQL's SERIAL (a sequence) never gives a number twice anyway.
-    __table_args__ = (
-        CheckConstraint(f"kind IN {KINDS!r}", name="ck_decisions_kind"),
-        {"sqlite_autoincrement": True},
-    )
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_path: Mapped[str] = mapped_column(String)  # relative to the data folder, posix separators
@@ -78,7 +86,7 @@ class Decision(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     operator_label: Mapped[str] = mapped_column(String)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[DecisionKind] = mapped_column(str_enum(DecisionKind, "ck_decisions_kind"))
     model_version: Mapped[str | None] = mapped_column(String)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -116,7 +124,6 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (
         CheckConstraint(f"mode IN {VERSION_MODES!r}", name="ck_model_versions_mode"),
-        CheckConstraint(f"status IN {VERSION_STATUSES!r}", name="ck_model_versions_status"),
         # At most one active version, enforced by the database itself (a partial unique index).
         Index(
             "uq_model_versions_one_active", "status", unique=True,
@@ -131,7 +138,7 @@ class ModelVersion(Base):
     mode: Mapped[str] = mapped_column(String(16))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[VersionStatus] = mapped_column(str_enum(VersionStatus, "ck_model_versions_status"))
     # Registration order (schema 4), the tie-break of equal creation times: SQLite's rowid has no portable twin.
     # One past the largest, given under the write lock (``queries.add_version``).
     seq: Mapped[int] = mapped_column(Integer, default=0)

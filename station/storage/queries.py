@@ -26,6 +26,7 @@ from station.storage.records import (
     VERSION_STATUSES,
     DecisionRecord,
     VersionRecord,
+    VersionStatus,
     derive_kind,
     image_name_pattern,
     local_day_bounds,
@@ -86,8 +87,10 @@ def decisions_query(
     model_version: str | None = None,
     with_embeddings: bool = False,
     holdout: bool | None = None,
+    station: str | None = None,
 ) -> Select[Decision]:
-    """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version."""
+    """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version
+    and at one station."""
     query = select(Decision).order_by(Decision.id)
     if not with_embeddings:
         query = query.options(defer(Decision.embedding))
@@ -99,12 +102,20 @@ def decisions_query(
         query = query.where(Decision.model_version == model_version)
     if holdout is not None:
         query = query.where(Decision.holdout == holdout)
+    if station is not None:
+        query = query.where(Decision.station == station)
     return query
 
 
 def decision_versions(s: Session) -> list[str]:
     """Every model version that made a stored decision (some may predate the version registry)."""
     return list(s.scalars(select(Decision.model_version).where(Decision.model_version.is_not(None)).distinct()))
+
+
+def decision_stations(s: Session) -> list[str]:
+    """Every station that stored a decision, by name (several share a database)."""
+    # Sorted here, not by ORDER BY: PostgreSQL sorts by its collation, SQLite by bytes; the box lists the same.
+    return sorted(s.scalars(select(Decision.station).distinct()))
 
 
 def count(s: Session, *conditions: Any) -> int:
@@ -143,7 +154,7 @@ def add_version(
     parent: str | None = None,
     counts: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
-    status: str = CANDIDATE,
+    status: VersionStatus | str = CANDIDATE,
     created_at: datetime | None = None,
 ) -> VersionRecord:
     """Register a bundle (``stored_path``: see ``Storage.stored_path``). ``status="active"`` retires the running
@@ -174,7 +185,7 @@ def add_version(
     return row.to_record()
 
 
-def set_version_status(s: Session, version: str, status: str) -> VersionRecord:
+def set_version_status(s: Session, version: str, status: VersionStatus | str) -> VersionRecord:
     """Set a status; making one active retires the active one first, so there is never more than one."""
     if status not in VERSION_STATUSES:
         raise ValueError(f"status must be one of {VERSION_STATUSES}, got {status!r}")

@@ -5,21 +5,40 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-CONFIRMED = "confirmed"
-CORRECTED = "corrected"
-IMPORTED = "imported"
-AUTO = "auto"  # confirmed by the station itself (hands-free auto mode): no operator looked at it
-KINDS = (CONFIRMED, CORRECTED, IMPORTED, AUTO)
+from training.messages import Mode
 
-VERSION_MODES = ("bundled", "fast", "full")
-CANDIDATE, ACTIVE, RETIRED, DISCARDED = "candidate", "active", "retired", "discarded"
-VERSION_STATUSES = (CANDIDATE, ACTIVE, RETIRED, DISCARDED)
+
+class DecisionKind(StrEnum):
+    """How a decision was made; a ``str``, so it compares to and serialises as its value."""
+
+    CONFIRMED = "confirmed"
+    CORRECTED = "corrected"
+    IMPORTED = "imported"
+    AUTO = "auto"  # confirmed by the station itself (hands-free auto mode): no operator looked at it
+
+
+class VersionStatus(StrEnum):
+    CANDIDATE = "candidate"
+    ACTIVE = "active"  # at most one (a partial unique index)
+    RETIRED = "retired"
+    DISCARDED = "discarded"
+
+
+# Short names for the members, used throughout the station.
+CONFIRMED, CORRECTED, IMPORTED, AUTO = (DecisionKind.CONFIRMED, DecisionKind.CORRECTED, DecisionKind.IMPORTED,
+                                        DecisionKind.AUTO)
+CANDIDATE, ACTIVE, RETIRED, DISCARDED = (VersionStatus.CANDIDATE, VersionStatus.ACTIVE, VersionStatus.RETIRED,
+                                         VersionStatus.DISCARDED)
+KINDS = tuple(DecisionKind)
+VERSION_STATUSES = tuple(VersionStatus)
+VERSION_MODES = ("bundled", *(m.value for m in Mode))  # the shipped model, or how a retraining made it
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy arrays don't compare to a single bool
@@ -34,7 +53,7 @@ class NewDecision:
     model_version: str | None = None
     embedding: NDArray[np.float32] | None = None
     station: str | None = None
-    kind: str | None = None
+    kind: DecisionKind | None = None
     created_at: datetime | None = None  # None = now; naive = station local time (imports keep their own time)
     item_id: str | None = None  # hands-free modes: the item's id (also in its published event)
     settle_ms: float | None = None
@@ -61,7 +80,7 @@ class DecisionRecord:
     confidence: float | None
     probabilities: dict[str, float]
     operator_label: str
-    kind: str
+    kind: DecisionKind
     model_version: str | None
     embedding: NDArray[np.float32] | None
     created_at: datetime  # aware, UTC
@@ -86,7 +105,7 @@ class VersionRecord:
     mode: str  # "bundled" | "fast" | "full"
     counts: dict[str, Any]
     metrics: dict[str, Any]
-    status: str  # "candidate" | "active" | "retired" | "discarded"
+    status: VersionStatus
 
 
 def is_holdout(sha256: str) -> bool:
@@ -107,7 +126,7 @@ def version_folder(data_dir: Path, record: VersionRecord) -> Path:
     return path if path.is_absolute() else Path(data_dir) / path
 
 
-def derive_kind(predicted_label: str | None, operator_label: str) -> str:
+def derive_kind(predicted_label: str | None, operator_label: str) -> DecisionKind:
     return CONFIRMED if operator_label == predicted_label else CORRECTED
 
 

@@ -60,6 +60,7 @@ from station.storage.records import (
     DecisionRecord,
     NewDecision,
     VersionRecord,
+    VersionStatus,
     check_label,
     derive_kind,
     is_holdout,
@@ -356,9 +357,10 @@ class Storage:
         found = self._records(select(Decision).where(Decision.id == decision_id))
         return found[0] if found else None
 
-    def recent(self, limit: int = 20) -> list[DecisionRecord]:
-        """Newest first (insertion order)."""
-        return self._records(select(Decision).order_by(Decision.id.desc()).limit(max(0, limit)))
+    def recent(self, limit: int = 20, station: str | None = None) -> list[DecisionRecord]:
+        """Newest first (insertion order), optionally of one station only."""
+        query = select(Decision).order_by(Decision.id.desc()).limit(max(0, limit))
+        return self._records(query if station is None else query.where(Decision.station == station))
 
     def all_decisions(self, holdout: bool | None = None) -> list[DecisionRecord]:
         """Oldest first, with embeddings; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""
@@ -371,12 +373,14 @@ class Storage:
         model_version: str | None = None,
         with_embeddings: bool = False,
         holdout: bool | None = None,
+        station: str | None = None,
     ) -> list[DecisionRecord]:
-        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version.
+        """Oldest first, made on local days ``since``..``until`` (both included), optionally by one model version
+        and at one station.
 
         Embeddings are left out unless asked for (statistics and export do not need ~5 KB per row).
         """
-        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout))
+        return self._records(queries.decisions_query(since, until, model_version, with_embeddings, holdout, station))
 
     def review_queue(self, limit: int = 200) -> list[DecisionRecord]:
         """Decisions with a prediction, least confident first (ties: oldest first); imports have none."""
@@ -394,6 +398,11 @@ class Storage:
         with self.read() as s:
             return queries.decision_versions(s)
 
+    def decision_stations(self) -> list[str]:
+        """Every station that stored a decision here (several share a database)."""
+        with self.read() as s:
+            return queries.decision_stations(s)
+
     def find_sha256(self, sha256: str) -> DecisionRecord | None:
         found = self._records(select(Decision).where(Decision.sha256 == sha256).order_by(Decision.id).limit(1))
         return found[0] if found else None
@@ -402,17 +411,19 @@ class Storage:
         with self.read() as s:
             return queries.count(s, *([] if kind is None else [Decision.kind == kind]))
 
-    def count_today(self, now: datetime | None = None) -> int:
-        """Decisions made since local midnight (``now`` naive = local time; default: the clock).
+    def count_today(self, now: datetime | None = None, station: str | None = None) -> int:
+        """Decisions made since local midnight (``now`` naive = local time; default: the clock), optionally at one
+        station.
 
         Imported photos are not decisions of the day (dated by their files): the statistics leave them out too.
         """
         local = (now or datetime.now()).astimezone()
         start, end = local_day_bounds(local.date())
+        conditions = [Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED]
+        if station is not None:
+            conditions.append(Decision.station == station)
         with self.read() as s:
-            return queries.count(
-                s, Decision.created_at >= start, Decision.created_at < end, Decision.kind != IMPORTED
-            )
+            return queries.count(s, *conditions)
 
     # ---- model versions
 
@@ -438,7 +449,7 @@ class Storage:
         parent: str | None = None,
         counts: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
-        status: str = CANDIDATE,
+        status: VersionStatus | str = CANDIDATE,
         created_at: datetime | None = None,
     ) -> VersionRecord:
         """Register a bundle. ``status="active"`` retires the running version in the same transaction."""
@@ -465,7 +476,7 @@ class Storage:
         """Make ``version`` the active one and retire the previous (one transaction); also rolls back to old ones."""
         return self.set_version_status(version, ACTIVE)
 
-    def set_version_status(self, version: str, status: str) -> VersionRecord:
+    def set_version_status(self, version: str, status: VersionStatus | str) -> VersionRecord:
         """Set a status ("active" retires the active one, so there is never more than one active version)."""
         with self.write(f"change model version {version!r}") as s:
             return queries.set_version_status(s, version, status)

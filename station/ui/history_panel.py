@@ -15,15 +15,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from station.storage import DecisionRecord
+from station.storage import DecisionKind, DecisionRecord
 from station.storage_jobs import HistoryEntry
 from station.ui.images import to_pixmap
 
 
 def describe(record: DecisionRecord) -> str:
     time = record.created_at.astimezone().strftime("%H:%M:%S")
-    if record.kind == "confirmed":
+    if record.kind == DecisionKind.CONFIRMED:
         verdict = f"✔ {record.operator_label}"
+    elif record.kind == DecisionKind.AUTO:  # no operator looked at it: say so, it is not a correction
+        verdict = f"⚙ {record.operator_label}   (auto)"
     elif record.predicted_label is None:
         verdict = f"{record.operator_label} (imported)"
     else:

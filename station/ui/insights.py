@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QWidget
 
 from station import storage_jobs as jobs
 from station.decisions import DecisionDesk
-from station.statistics import Statistics, StatsFilter
+from station.statistics import StatsFilter
 from station.storage import DecisionRecord
 from station.ui.review_dialog import ReviewDialog
 from station.ui.statistics_view import StatisticsView
@@ -64,9 +64,9 @@ class Insights(QObject):
         self.storage().submit(jobs.statistics(wanted, self.inference.classifier.labels), self._on_statistics,
                               write=False)
 
-    def _on_statistics(self, result: tuple[Statistics, list[str]]) -> None:
+    def _on_statistics(self, result: jobs.StatisticsResult) -> None:
         if self.statistics_view is not None:
-            self.statistics_view.show_statistics(*result)
+            self.statistics_view.show_statistics(result.statistics, result.versions, result.stations)
 
     def _refresh_statistics(self) -> None:
         if self.statistics_view is not None:

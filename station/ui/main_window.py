@@ -8,6 +8,7 @@ back as a ``decision_*`` signal that the parts follow.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,8 @@ from station.ui.storage_guard import StorageGuard
 from station.ui.video_view import Overlay, VideoView
 from station.workers import CaptureWorker, InferenceWorker, StorageWorker
 from training.messages import Mode
+
+log = logging.getLogger(__name__)
 
 KEYS_HELP = ("Space/Enter confirm · 1–{n} set class · Backspace/Ctrl+Z undo · F freeze · M mode · E empty scene · "
              "Esc hold · Ctrl+Q quit")
@@ -281,4 +284,5 @@ class MainWindow(QMainWindow):
         self.capture.slot.close()
         self.inference.stop()
         self.storage.stop()
+        log.info("storage stopped; %d write(s) not done", self.storage.pending)
         self.hands_free.close()  # after storage: the last decisions' events are on their way

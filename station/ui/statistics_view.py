@@ -30,6 +30,7 @@ from station.statistics import Statistics, StatsFilter
 from training.evaluate import draw_confusion
 
 ALL_VERSIONS = "All versions"
+ALL_STATIONS = "All stations"
 RANGES = ("All time", "Today", "Last 7 days", "Last 30 days", "Custom")
 COLUMNS = ("class", "today", "in range", "agreement")
 THROUGHPUT_COLUMNS = ("hour", "items", "items/min", "auto", "touches/item", "settle→decision (median)")
@@ -61,6 +62,22 @@ def range_dates(choice: str, today: date, custom: tuple[date, date]) -> tuple[da
     return None, None
 
 
+def offer(box: QComboBox, everything: str, names: list[str]) -> None:
+    """Fill a filter box with ``everything`` (no filter) then ``names``, keeping the current choice if still there.
+
+    Each item carries its name as data and the first one None, so a station or version that happens to be
+    called like the first item still filters.
+    """
+    current = box.currentData()
+    box.blockSignals(True)  # refilling is not the user's choice: it must not ask for statistics again
+    box.clear()
+    box.addItem(everything, None)
+    for name in names:
+        box.addItem(name, name)
+    box.setCurrentIndex(max(0, box.findData(current)) if current is not None else 0)
+    box.blockSignals(False)
+
+
 class StatisticsView(QDialog):
     """Asks for statistics with ``refresh_requested`` and shows what ``show_statistics`` receives."""
 
@@ -73,7 +90,10 @@ class StatisticsView(QDialog):
         self.statistics: Statistics | None = None
 
         self.version_box = QComboBox()
-        self.version_box.addItem(ALL_VERSIONS)
+        offer(self.version_box, ALL_VERSIONS, [])
+        self.station_box = QComboBox()
+        offer(self.station_box, ALL_STATIONS, [])
+        self.station_box.setToolTip("Decisions made at one station (several stations can share one database)")
         self.range_box = QComboBox()
         self.range_box.addItems(RANGES)
         today = QDate.currentDate()
@@ -83,15 +103,15 @@ class StatisticsView(QDialog):
             edit.setCalendarPopup(True)
         refresh = QPushButton("Refresh (F5)")
         refresh.clicked.connect(self.refresh)
-        for box in (self.version_box, self.range_box):
+        for box in (self.version_box, self.station_box, self.range_box):
             box.currentIndexChanged.connect(self.refresh)
         for edit in (self.since_edit, self.until_edit):
             edit.setDisplayFormat("yyyy-MM-dd")
             edit.dateChanged.connect(self.refresh)
         self.range_box.currentIndexChanged.connect(self._enable_dates)
         filters = QHBoxLayout()
-        for widget in (QLabel("Model version"), self.version_box, QLabel("Dates"), self.range_box,
-                       self.since_edit, QLabel("to"), self.until_edit):
+        for widget in (QLabel("Model version"), self.version_box, QLabel("Station"), self.station_box,
+                       QLabel("Dates"), self.range_box, self.since_edit, QLabel("to"), self.until_edit):
             filters.addWidget(widget)
         filters.addStretch(1)
         filters.addWidget(refresh)
@@ -137,11 +157,13 @@ class StatisticsView(QDialog):
         self._enable_dates()
 
     def current_filter(self) -> StatsFilter:
-        version = self.version_box.currentText()
         # QDate.toPython() returns a datetime.date, typed object
         custom = cast("tuple[date, date]", (self.since_edit.date().toPython(), self.until_edit.date().toPython()))
         since, until = range_dates(self.range_box.currentText(), date.today(), custom)
-        return StatsFilter(None if version == ALL_VERSIONS else version, since, until)
+        # currentData() is typed object: offer() stores a name or None
+        version = cast("str | None", self.version_box.currentData())
+        station = cast("str | None", self.station_box.currentData())
+        return StatsFilter(version, since, until, station)
 
     def refresh(self) -> None:
         self.summary.setText("Loading…")
@@ -152,18 +174,11 @@ class StatisticsView(QDialog):
         self.since_edit.setEnabled(custom)
         self.until_edit.setEnabled(custom)
 
-    def set_versions(self, names: list[str]) -> None:
-        """Offer every known version in the filter, keeping the current choice."""
-        current = self.version_box.currentText()
-        self.version_box.blockSignals(True)
-        self.version_box.clear()
-        self.version_box.addItems([ALL_VERSIONS, *names])
-        self.version_box.setCurrentText(current if current in names else ALL_VERSIONS)
-        self.version_box.blockSignals(False)
-
-    def show_statistics(self, stats: Statistics, versions: list[str]) -> None:
+    def show_statistics(self, stats: Statistics, versions: list[str], stations: list[str]) -> None:
+        """Show ``stats`` and offer every known model version and station in the filters."""
         self.statistics = stats
-        self.set_versions(versions)
+        offer(self.version_box, ALL_VERSIONS, versions)
+        offer(self.station_box, ALL_STATIONS, stations)
         imported = f" · imported {stats.imported} (not counted)" if stats.imported else ""
         if stats.auto:
             imported += f" · auto-confirmed {stats.auto} (not judged: not counted)"

@@ -73,11 +73,11 @@ def test_an_unexpected_error_in_a_job_does_not_end_the_thread(
     real = Storage.recent
     calls = {"n": 0}
 
-    def recent_fails_once(self, limit=20):
+    def recent_fails_once(self, *args, **kwargs):  # whatever the worker asks for, passed on
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("history read exploded")
-        return real(self, limit)
+        return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Storage, "recent", recent_fails_once)
     messages: list[str] = []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 from PySide6.QtCore import Qt
 
-from station.storage import Storage
+from station.storage import NewDecision, Storage
 from tests import fixture_decisions as fx
 from tests.gui.test_main_window import WAIT_MS, start_window, storage_done
 
@@ -14,6 +16,10 @@ def open_with_key(qtbot, window, key_sequence: str) -> None:
     """Open a view with its key and wait until the storage thread's answer is shown in it."""
     qtbot.keyClick(window, key_sequence, Qt.KeyboardModifier.ControlModifier)
     storage_done(qtbot, window)
+
+
+def box_items(box) -> list[str]:
+    return [box.itemText(i) for i in range(box.count())]
 
 
 def table(view) -> list[list[str]]:
@@ -36,7 +42,7 @@ def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings
     assert drawn == ["2", "0", "1", "1", "2", "0", "0", "0", "1"]  # the counts painted on the matrix
     timeline = view.timeline_figure.axes[0]
     assert [t.get_text() for t in timeline.texts] == ["v1", "r1"]  # version marks on the trend
-    assert [view.version_box.itemText(i) for i in range(view.version_box.count())] == ["All versions", "r1", "v1"]
+    assert box_items(view.version_box) == ["All versions", "r1", "v1"]
 
     view.version_box.setCurrentText("r1")  # the filter asks again by itself
     storage_done(qtbot, window)
@@ -46,6 +52,34 @@ def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings
     view.range_box.setCurrentText("Today")
     storage_done(qtbot, window)
     assert view.statistics.overall == 0 and "no decisions" in view.timeline_figure.axes[0].texts[0].get_text()
+
+
+def test_statistics_filter_by_station(qtbot, windows, make_settings, image_folder, tiny_classifier):
+    """Stations sharing a database are listed in the station box; choosing one shows its decisions only."""
+    settings = make_settings()
+    fx.fill(settings.data_dir)  # station "fixture"
+    with Storage(settings.data_dir, station="line-2") as other:
+        for seed in range(2):  # both wrong: model a, operator c
+            other.save(NewDecision(
+                image=fx.image(70 + seed), predicted_label="a", confidence=0.5, probabilities={},
+                operator_label="c", model_version="r1", created_at=datetime(2026, 3, 3, 10, seed)))
+    window = start_window(qtbot, windows, settings, tiny_classifier, capture=False)
+    open_with_key(qtbot, window, "I")
+    view = window.insights.statistics_view
+    assert box_items(view.station_box) == ["All stations", "fixture", "line-2"]
+    assert table(view) == [["a", "0", "3", "67%"], ["b", "0", "3", "67%"], ["c", "0", "3", "33%"]]
+    assert "(5/9)" in view.summary.text()
+
+    view.station_box.setCurrentText("line-2")  # the filter asks again by itself
+    storage_done(qtbot, window)
+    assert table(view) == [["a", "0", "0", "—"], ["b", "0", "0", "—"], ["c", "0", "2", "0%"]]
+    assert "(0/2)" in view.summary.text() and "imported" not in view.summary.text()
+    assert view.station_box.currentText() == "line-2"  # the refilled box keeps the choice
+
+    view.station_box.setCurrentText("fixture")
+    storage_done(qtbot, window)
+    assert table(view) == [["a", "0", "3", "67%"], ["b", "0", "3", "67%"], ["c", "0", "1", "100%"]]
+    assert "(5/7)" in view.summary.text() and "imported 1" in view.summary.text()
 
 
 def test_review_queue_relabels_with_the_live_keys(qtbot, windows, make_settings, image_folder, tiny_classifier):

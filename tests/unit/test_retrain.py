@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import CLASSES
+from tests.conftest import CLASSES, MINI_DATASET
 from training.embeddings import BASE_EMBEDDINGS
 from training.errors import TrainingError
 from training.lite import backbone_sha256, bundle_backbone_sha256
@@ -140,3 +140,13 @@ def test_base_data_recorded_relative_to_the_bundle_is_found(
     shutil.rmtree(tmp_path / "data")  # computed once: the next retraining reads the cache
     again = retrain(RetrainRequest(bundle, samples, tmp_path / "v3", tmp_path / "cache"))
     assert again.counts == result.counts
+
+
+def test_a_candidate_of_a_bundle_without_training_settings_loads(retrainable_bundle: Path, tmp_path: Path) -> None:
+    """A parent with no config.json (not made by training.train) gives a candidate a station can load: it once
+    got a config.json holding only parent and mode, which load_bundle refuses as no training configuration."""
+    samples = site_photos(tmp_path / "site", 2)
+    result = retrain(RetrainRequest(retrainable_bundle, samples, tmp_path / "models" / "r1", tmp_path / "cache",
+                                    base_data_dir=MINI_DATASET))
+    candidate = load_bundle(result.candidate)
+    assert candidate.labels == CLASSES and candidate.config is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from station.statistics import StatsFilter, compute_statistics
+from station.statistics import StatsFilter, compute_statistics, covered_decisions
 from station.storage import NewDecision, Storage
 from tests import fixture_decisions as fx
 
@@ -21,8 +21,7 @@ def storage(tmp_path: Path):
 
 
 def stats_for(storage: Storage, wanted: StatsFilter | None = None, labels=("a", "b", "c")):
-    wanted = wanted or StatsFilter()
-    return compute_statistics(storage.decisions(wanted.since, wanted.until, wanted.model_version), labels, fx.NOW)
+    return compute_statistics(covered_decisions(storage, wanted or StatsFilter()), labels, fx.NOW)
 
 
 def test_counts_agreement_and_confusion(storage: Storage) -> None:
@@ -64,6 +63,21 @@ def test_filter_by_version_and_by_dates(storage: Storage) -> None:
     nothing = stats_for(storage, StatsFilter(until=fx.DAY1 - timedelta(days=1)))
     assert (nothing.overall, nothing.agreement, nothing.timeline, nothing.marks) == (0, None, (), ())
     assert all(c.agreement is None for c in nothing.classes)
+
+
+def test_filter_by_station(storage: Storage, tmp_path: Path) -> None:
+    with Storage(tmp_path / "data", station="line-2") as other:  # a second station on the same database
+        other.save(NewDecision(
+            image=fx.image(60), predicted_label="a", confidence=0.6, probabilities={}, operator_label="c",
+            model_version="r1", created_at=datetime(2026, 3, 3, 10, 0)))
+    everywhere = stats_for(storage)
+    assert (everywhere.overall, everywhere.agreed) == (8, 5)
+    fixture = stats_for(storage, StatsFilter(station="fixture"))  # fx.fill's station: the hand-worked numbers
+    assert (fixture.overall, fixture.agreed, fixture.today, fixture.imported) == (7, 5, 3, 1)
+    line2 = stats_for(storage, StatsFilter(station="line-2"))
+    assert (line2.overall, line2.agreed, line2.today, line2.imported) == (1, 0, 1, 0)
+    np.testing.assert_array_equal(line2.confusion, [[0, 0, 0], [0, 0, 0], [1, 0, 0]])
+    assert (stats_for(storage, StatsFilter(model_version="v1", station="line-2")).overall) == 0
 
 
 def test_long_ranges_are_plotted_per_day_and_unknown_labels_are_kept(storage: Storage) -> None:

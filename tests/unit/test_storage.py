@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -18,9 +19,11 @@ from sqlalchemy import event
 from station.storage import (
     SCHEMA_VERSION,
     Decision,
+    DecisionKind,
     NewDecision,
     Storage,
     StorageError,
+    VersionStatus,
     is_holdout,
     is_transient,
     open_engine,
@@ -266,6 +269,25 @@ def test_count_today_uses_local_day(store: Storage) -> None:
     store.save(new(seed=9))
     assert store.count_today() == 1
     assert store.count() == 5
+
+
+def test_decisions_filter_by_station_and_every_station_is_listed(store: Storage) -> None:
+    assert store.decision_stations() == []
+    mine = [store.save(new(seed=i)).id for i in range(3)]
+    theirs = [store.save(new(seed=10 + i, station="line-2", model_version="r1")).id for i in range(2)]
+    store.save(new(seed=20, station="B-line"))
+    # One order on both backends (code points), whatever collation the PostgreSQL database has.
+    assert store.decision_stations() == ["B-line", "line-2", "st-test"]
+    assert [r.id for r in store.decisions(station="st-test")] == mine
+    assert [r.id for r in store.decisions(station="line-2")] == theirs
+    assert [r.id for r in store.decisions(station="line-2", model_version="r1")] == theirs  # filters combine
+    assert store.decisions(station="line-2", model_version="v1") == []
+    assert store.decisions(station="nowhere") == []
+    assert len(store.decisions()) == 6
+    # the window's history and today count of one station
+    assert [r.id for r in store.recent(limit=2, station="st-test")] == mine[::-1][:2]
+    assert [r.id for r in store.recent(station="line-2")] == theirs[::-1]
+    assert store.count_today(station="line-2") == 2 and store.count_today() == 6
 
 
 def test_find_sha256(store: Storage) -> None:
@@ -649,6 +671,27 @@ def test_one_active_version_enforced_by_the_database(store: Storage, data_dir: P
     store.add_version("r1", data_dir, "fast")
     with store.engine.begin() as conn, pytest.raises(sqlalchemy.exc.IntegrityError):
         conn.exec_driver_sql("UPDATE model_versions SET status = 'active' WHERE version = 'r1'")
+
+
+def test_kinds_and_statuses_read_back_as_enum_members(store: Storage, data_dir: Path) -> None:
+    store.save(new(1, predicted="glass", operator="metal"))
+    store.add_version("base", data_dir, "bundled", status="active")
+    (record,) = store.decisions()
+    assert type(record.kind) is DecisionKind and record.kind is DecisionKind.CORRECTED
+    assert type(store.active_version().status) is VersionStatus  # type: ignore[union-attr]
+    assert json.dumps({"kind": record.kind}) == '{"kind": "corrected"}'  # a str: exports and events unchanged
+
+
+def test_an_unknown_kind_is_refused_by_the_column_and_by_the_database(store: Storage) -> None:
+    store.save(new(1))
+    with store.write() as s, pytest.raises(sqlalchemy.exc.StatementError, match="bogus"):
+        s.add(Decision(image_path="x.png", sha256="0" * 64, predicted_label=None, confidence=None, probabilities={},
+                       operator_label="glass", kind="bogus", model_version=None, embedding=None,
+                       created_at=datetime.now(timezone.utc), station="s", holdout=False))
+        s.flush()
+    with store.engine.begin() as conn, pytest.raises(sqlalchemy.exc.IntegrityError):  # the CHECK constraint
+        conn.exec_driver_sql("UPDATE decisions SET kind = 'bogus'")
+    assert [r.kind for r in store.decisions()] == [DecisionKind.CONFIRMED]
 
 
 def test_set_version_status(store: Storage, data_dir: Path) -> None:
