@@ -60,15 +60,27 @@ class Site:
         self.num_classes = len(classifier.labels)
 
     def pick(self, per_class: int, seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """N photos of each class (fewer where a class is small), the rest to score on."""
-        rng = np.random.default_rng(seed)
-        chosen = []
-        for c in np.unique(self.y):
-            members = np.flatnonzero(self.y == c)
-            rng.shuffle(members)
-            chosen += list(members[: max(0, min(per_class, len(members) - MIN_SCORED))])
-        picked = np.array(sorted(chosen), dtype=np.int64)
-        return picked, np.setdiff1d(np.arange(len(self.y)), picked)
+        return pick(self.y, per_class, seed)
+
+
+def pick(y: NDArray[np.int64], per_class: int, seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """N photos of each class (fewer where a class is small), the rest to score on."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rng.shuffle(members)
+        chosen += list(members[: max(0, min(per_class, len(members) - MIN_SCORED))])
+    picked = np.array(sorted(chosen), dtype=np.int64)
+    return picked, np.setdiff1d(np.arange(len(y)), picked)
+
+
+def probe(embeddings: NDArray[np.float32], y: NDArray[np.int64], num_classes: int, per_class: int,
+          seed: int) -> float:
+    """Site accuracy of a logistic regression fitted on the frozen embeddings of N photos per class alone."""
+    picked, rest = pick(y, per_class, seed)
+    head = fit_head(embeddings[picked], y[picked], np.ones(len(picked), np.float32), num_classes)
+    return accuracy(head.probabilities(embeddings[rest]).argmax(axis=1), y[rest])
 
 
 def store_decisions(data_dir: Path, site: Site, picked: NDArray[np.int64]) -> None:
@@ -93,14 +105,12 @@ def candidate_predictions(candidate: Path, mode: str, site: Site, rest: NDArray[
 
 
 def run_point(site: Site, bundle_dir: Path, base_data: Path, mode: str, per_class: int, seed: int) -> dict[str, Any]:
-    picked, rest = site.pick(per_class, seed)
-    running = np.array([p.best_index for p in site.predictions])
     if mode == "probe":
         started = time.perf_counter()
-        head = fit_head(site.embeddings[picked], site.y[picked], np.ones(len(picked), np.float32), site.num_classes)
-        predicted = head.probabilities(site.embeddings[rest]).argmax(axis=1)
-        return {"site": accuracy(predicted, site.y[rest]), "seconds": time.perf_counter() - started,
-                "base": None, "gate": "", "promote": None}
+        return {"site": probe(site.embeddings, site.y, site.num_classes, per_class, seed),
+                "seconds": time.perf_counter() - started, "base": None, "gate": "", "promote": None}
+    picked, rest = site.pick(per_class, seed)
+    running = np.array([p.best_index for p in site.predictions])
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "station"
         store_decisions(data_dir, site, picked)
