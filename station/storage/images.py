@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,11 @@ def encode_png(image: NDArray[np.uint8]) -> bytes:
     return buf.getvalue()
 
 
+def station_folder(station: str) -> str:
+    """A station's own folder name under ``images/`` beside a shared database (any name made a safe path part)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", station).strip("._") or "station"
+
+
 def write_image(images_dir: Path, created: datetime, key: str, png: bytes, permissions: int) -> Path:
     """Write ``png`` as ``images/<day>/<time>-<key>-<attempt>.png`` (``created``'s local day), durably: the row
     that points at it is committed only after. ``key`` (``NewDecision.key``, random) keeps names unique across
@@ -34,10 +40,10 @@ def write_image(images_dir: Path, created: datetime, key: str, png: bytes, permi
     day = images_dir / f"{created:%Y-%m-%d}"
     file = day / f"{created:%H%M%S}-{key}-{uuid.uuid4().hex[:8]}.png"
     try:
-        new_day = not day.exists()
+        new_folders = [folder for folder in (day, *day.parents) if not folder.exists()][::-1]  # outermost first
         day.mkdir(parents=True, exist_ok=True)
-        if new_day:
-            fsync_dir(images_dir)
+        for folder in new_folders:  # a new folder's entry lives in its parent
+            fsync_dir(folder.parent)
         write_atomically(file, png, durable=True, permissions=permissions)
     except OSError as exc:
         raise StorageError(f"cannot write image {file}: {exc.strerror or exc}") from exc

@@ -50,7 +50,7 @@ from station.storage.folder import (
     remove_file,
     remove_leftover,
 )
-from station.storage.images import encode_png, write_image
+from station.storage.images import encode_png, station_folder, write_image
 from station.storage.models import Decision, embedding_bytes
 from station.storage.records import (
     ACTIVE,
@@ -288,7 +288,11 @@ class Storage:
         digest = hashlib.sha256(png).hexdigest()
         created = (decision.created_at or datetime.now(timezone.utc)).astimezone()  # naive = local
         embedding = None if decision.embedding is None else embedding_bytes(decision.embedding)
-        file = write_image(self.images_dir, created, decision.key, png, self._file_mode)
+        # Beside a shared database (one folder several stations mount) each station writes in its own sub-folder.
+        folder = self.images_dir
+        if self.is_shared:
+            folder = folder / station_folder(decision.station or self.station)
+        file = write_image(folder, created, decision.key, png, self._file_mode)
 
         row = Decision(
             image_path=file.relative_to(self.data_dir).as_posix(),

@@ -135,8 +135,11 @@ def test_image_and_its_folders_are_on_disk_before_the_row(
     event.listen(store._sessions, "after_commit", lambda s: committed_after.append(len(synced)))
     path = store.image_file(store.save(new()))
     day = path.parent
-    assert synced == [(data_dir / "images").stat().st_ino, path.stat().st_ino, day.stat().st_ino]
-    assert committed_after == [3]
+    # Each new folder's parent, outermost first (images/, and images/<station>/ beside a shared database), then
+    # the file, then the day folder that holds its entry.
+    parents = [folder for folder in reversed(day.parents) if folder.is_relative_to(data_dir / "images")]
+    assert synced == [folder.stat().st_ino for folder in parents] + [path.stat().st_ino, day.stat().st_ino]
+    assert committed_after == [len(synced)]
 
 
 def test_save_accepts_numpy_scalars_and_station_override(store: Storage) -> None:

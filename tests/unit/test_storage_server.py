@@ -55,3 +55,21 @@ def test_a_shared_folder_is_never_swept(tmp_path: Path, pg_url: URL) -> None:
         assert storage.swept.skipped and storage.swept.removed == []
         assert storage.remove_model_leftovers() == []
     assert in_flight.exists() and work.exists()
+
+
+def test_beside_a_shared_database_each_station_writes_its_own_image_folder(tmp_path: Path, pg_url: URL) -> None:
+    """One folder several stations mount: images/<station>/<day>/, paths in the database relative to the folder."""
+    import numpy as np
+
+    from station.storage import NewDecision
+
+    url = pg_url.render_as_string(hide_password=False)
+    image = np.zeros((8, 8, 3), np.uint8)
+    for station in ("line 1", "line-2"):
+        with Storage(tmp_path, station, database_url=url) as storage:
+            storage.save(NewDecision(image=image, predicted_label="a", confidence=0.9, probabilities={},
+                                     operator_label="a"))
+    with Storage(tmp_path, database_url=url) as storage:
+        paths = {r.station: r.image_path for r in storage.decisions()}
+    assert paths["line 1"].startswith("images/line_1/") and paths["line-2"].startswith("images/line-2/")
+    assert all((tmp_path / path).is_file() and len(Path(path).parts) == 4 for path in paths.values())
