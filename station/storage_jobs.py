@@ -91,28 +91,27 @@ def save(decision: NewDecision, thumbnails: Thumbnails) -> Job[DecisionRecord]:
     return job
 
 
-def undo_last(thumbnails: Thumbnails) -> Job[DecisionRecord]:
-    """This station's newest decision, removed."""
+def _removal(remove: Callable[[Storage], DecisionRecord | None], nothing: str,
+             thumbnails: Thumbnails) -> Job[DecisionRecord]:
+    """A job removing one decision (and its thumbnail); ``nothing`` is said when there was none to remove."""
 
     def job(storage: Storage) -> DecisionRecord:
-        record = storage.undo_last(storage.station)
+        record = remove(storage)
         if record is None:
-            raise NothingToDoError("nothing to undo")
+            raise NothingToDoError(nothing)
         thumbnails.forget(record)
         return record
 
     return job
+
+
+def undo_last(thumbnails: Thumbnails) -> Job[DecisionRecord]:
+    """This station's newest decision, removed."""
+    return _removal(lambda storage: storage.undo_last(storage.station), "nothing to undo", thumbnails)
 
 
 def delete(decision_id: int, thumbnails: Thumbnails) -> Job[DecisionRecord]:
-    def job(storage: Storage) -> DecisionRecord:
-        record = storage.delete(decision_id)
-        if record is None:
-            raise NothingToDoError("that decision no longer exists")
-        thumbnails.forget(record)
-        return record
-
-    return job
+    return _removal(lambda storage: storage.delete(decision_id), "that decision no longer exists", thumbnails)
 
 
 def relabel(decision_id: int, label: str) -> Job[DecisionRecord]:
