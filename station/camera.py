@@ -185,7 +185,7 @@ class FolderSource(FrameSource):
     """Images of a folder in file-name order: a demo camera and a way to label a folder of photos.
 
     With ``interval > 0`` a new image is served every ``interval`` seconds (and on :meth:`advance`),
-    a slideshow that starts again at the first image (logged each time). With ``interval == 0`` only on
+    a slideshow that starts again at the first image (logged the first time). With ``interval == 0`` only on
     :meth:`advance`, i.e. after the operator's decision, and each image once: after the last one the
     source has ``ended`` and serves nothing more, so no image is decided twice. Every step serves a
     new :class:`Frame`; reads between steps return None. Non-image files and files that fail to decode
@@ -212,6 +212,7 @@ class FolderSource(FrameSource):
         self.loops = interval > 0
         self.ended = False  # interval 0: every image has been served
         self.served = 0  # images served since the first open
+        self.laps = 0  # times a slideshow went back to its first image
         self._last_name: str | None = None  # the image served last, to resume after a reopen
 
     def open(self) -> None:
@@ -267,14 +268,17 @@ class FolderSource(FrameSource):
     def _next_readable(self) -> tuple[int, NDArray[np.uint8]] | None:
         """Decode the first readable image after the one served last; drop (and log) the ones that fail.
 
-        A slideshow wraps to the first image (logged); otherwise None at the end of the folder.
+        A slideshow wraps to the first image (logged at INFO the first time); otherwise None at the end of the folder.
         """
         i = self._position + 1
         while self._paths:
             if i >= len(self._paths):
                 if not self.loops:
                     return None
-                log.info("%s: back to the first image", self.description)
+                self.laps += 1
+                # Said once: a demo slideshow of 30 images would repeat it every minute.
+                log.log(logging.INFO if self.laps == 1 else logging.DEBUG, "%s: back to the first image (lap %d)",
+                        self.description, self.laps + 1)
                 i = 0
             try:
                 return i, load_rgb(self._paths[i])

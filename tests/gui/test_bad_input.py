@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from station import app
@@ -97,7 +97,6 @@ def test_the_start_up_window_shows_each_step_until_the_station_s_window(
     qtbot, tmp_path: Path, tiny_bundle_path: Path, image_folder: Path
 ) -> None:
     """``station`` as typed: a start-up window at once, its steps, then the live window; closing it ends main."""
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from station.ui.main_window import MainWindow
@@ -131,10 +130,18 @@ def test_the_start_up_window_shows_each_step_until_the_station_s_window(
     assert "folder, next image after each decision" in str(seen["status"])  # not "live"
 
 
+def run_station_polling(timer: QTimer, tmp_path: Path, bundle: Path, image_folder: Path) -> int:
+    """``station`` on a folder camera, with ``timer`` running the whole time (it plays the operator); the exit code."""
+    timer.start()
+    try:
+        return app.main(["--model", str(bundle), "--data-dir", str(tmp_path / "data"), "--source", str(image_folder)])
+    finally:
+        timer.stop()
+
+
 def test_closing_the_start_up_window_ends_the_station(
     qtbot, tmp_path: Path, tiny_bundle_path: Path, image_folder: Path
 ) -> None:
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from station.ui.main_window import MainWindow
@@ -148,11 +155,7 @@ def test_closing_the_start_up_window_ends_the_station(
             splash.close()  # as the operator would, with the window's close button
 
     timer = QTimer(interval=10, timeout=close_it)
-    timer.start()
-    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(tmp_path / "data"),
-                     "--source", str(image_folder)])
-    timer.stop()
-    assert code == 0
+    assert run_station_polling(timer, tmp_path, tiny_bundle_path, image_folder) == 0
     assert not any(isinstance(w, MainWindow) and w.isVisible() for w in QApplication.topLevelWidgets())
 
 
@@ -161,7 +164,6 @@ def test_closing_the_start_up_window_before_its_event_loop_runs_ends_the_station
 ) -> None:
     """Closed while main() still opens the data folder (under load the test above closes it there too): there is
     no event loop to end yet, and the station must not start all the same."""
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from station.ui.main_window import MainWindow
@@ -183,10 +185,6 @@ def test_closing_the_start_up_window_before_its_event_loop_runs_ends_the_station
                 opened.append(widget)
                 widget.close()
 
-    timer = QTimer(interval=50, timeout=close_a_station_window)
-    timer.start()
-    code = app.main(["--model", str(tiny_bundle_path), "--data-dir", str(tmp_path / "data"),
-                     "--source", str(image_folder)])
-    timer.stop()
-    assert code == 0
+    assert run_station_polling(QTimer(interval=50, timeout=close_a_station_window), tmp_path, tiny_bundle_path,
+                               image_folder) == 0
     assert opened == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -336,6 +337,18 @@ def test_folder_slideshow_loops(image_folder: Path) -> None:
         source.advance()
     assert names == ["a.jpg", "b.png", "c.bmp", "a.jpg"]
     assert not source.ended
+
+
+def test_folder_slideshow_says_its_first_lap_only(image_folder: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = FolderSource(image_folder, interval=60)
+    source.open()
+    with caplog.at_level(logging.INFO, logger="station.camera"):
+        for _ in range(3 * 3 + 1):  # three laps of three images
+            assert source.read() is not None
+            source.advance()
+    laps = [r for r in caplog.records if "back to the first image" in r.getMessage()]
+    assert len(laps) == 1 and laps[0].getMessage().endswith("(lap 2)")
+    assert source.laps == 3
 
 
 def test_folder_frames_are_new_per_step(image_folder: Path) -> None:
