@@ -5,7 +5,7 @@ texture, stopping, and sliding out, at ``--rate`` items per minute; runs the rea
 in auto mode (arrival detection in the capture thread, inference, the hands-free rules, storage, events to a
 mosquitto started on a loopback port when it is installed, else JSON lines), with a simulated operator who
 presses the right class key ``--operator-delay`` seconds after an item starts waiting for them. Prints a table and,
-last, one JSON line: items shown / seen / decided, missed and duplicate decisions, settle -> on screen (model
+last, one JSON line: items shown / seen / decided, missed, duplicate, unmatched decisions, settle -> on screen (model
 answered), settle -> decision and settle -> event received (median, p95), share confirmed automatically and the
 accuracy of those.
 
@@ -213,6 +213,7 @@ def run(args: argparse.Namespace) -> dict:
         "decisions": len(decided),
         "missed": sum(1 for k in range(len(photos)) if per_photo[k] == 0),
         "duplicates": sum(n - 1 for n in per_photo.values() if n > 1),
+        "unmatched": sum(1 for i, *_ in decided if i not in item_of),  # decided on an arrival no photo caused
         "events_received": len(received) if broker else None,
         "auto_share": round(len(auto) / len(decided), 3) if decided else None,
         "auto_accuracy": round(correct_auto / len(auto), 3) if auto else None,
@@ -241,7 +242,8 @@ def main() -> None:
     result = run(args)
     rows = [
         ("items shown / seen / decisions", f"{result['items_shown']} / {result['items_seen']} / {result['decisions']}"),
-        ("missed / duplicate decisions", f"{result['missed']} / {result['duplicates']}"),
+        ("missed / duplicate / unmatched decisions",
+         f"{result['missed']} / {result['duplicates']} / {result['unmatched']}"),
         ("events received by the subscriber", str(result["events_received"])),
         ("settle -> model's answer on screen, median / p95 ms",
          f"{result['settle_to_answer_ms']['median']} / {result['settle_to_answer_ms']['p95']}"),
