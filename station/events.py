@@ -6,7 +6,8 @@ it with QoS 1 while the broker is there, at most ``WINDOW`` events in flight, an
 the broker has acknowledged it. Events made while the broker is away wait in the outbox (memory holds only the
 in-flight window) and go out in order once paho-mqtt has reconnected (its backoff: 1 s doubling up to 30 s);
 whatever is still undelivered when the station stops goes out at its next start. Delivery is at least once: the
-item id lets a sorter drop the rare duplicate (a message the broker got just before the connection broke).
+(decision id, kind) pair lets a sorter drop the rare duplicate (a message the broker got just before the
+connection broke); the item id is not enough, an undone item's new decision shares it.
 
 ``sorting/<station>/status`` is retained: "online" once connected, "offline" on a clean stop, and the same
 "offline" as the broker's last will when the station vanishes (crash, cable pulled).
@@ -26,7 +27,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
@@ -72,6 +73,18 @@ def decision_event(record: DecisionRecord, bin_name: str) -> dict[str, Any]:
         "time": record.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
         "settle_ms": record.settle_ms,
     }
+
+
+RETRACTED = "retracted"  # the event kind of a decision taken back (undo, or deleted from the history)
+
+
+def retraction_event(record: DecisionRecord, bin_name: str, at: datetime) -> dict[str, Any]:
+    """The payload saying a published decision no longer stands: its ids, class and bin, and when it was taken back.
+
+    Its ``decision_id`` is the retracted decision's; the decision the operator makes instead has a new one.
+    """
+    return {**decision_event(record, bin_name), "kind": RETRACTED,
+            "time": at.astimezone(timezone.utc).isoformat(timespec="milliseconds")}
 
 
 class Outbox:

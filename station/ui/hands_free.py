@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer
@@ -17,7 +18,7 @@ from station.arrival import ARRIVING, LEFT, SETTLED, SETTLED_EVENT, ArrivalEvent
 from station.bins import Bins
 from station.camera import Frame
 from station.decisions import DecisionRefusedError
-from station.events import EventPublisher, decision_event
+from station.events import EventPublisher, decision_event, retraction_event
 from station.handsfree import AUTO_MODE, COUNTDOWN, WAITING, HandsFree
 from station.inference import Prediction
 from station.storage import NewDecision
@@ -140,14 +141,20 @@ class HandsFreeDesk(QObject):
         return completed
 
     def on_decision_saved(self, record: DecisionRecord) -> None:
-        if self.publisher is not None and self.publisher.closed:
-            log.error("decision %d saved after the events were closed: no event sent for it", record.id)
-        elif self.publisher is not None:
-            self.publisher.publish(decision_event(record, self.bins.of(record.operator_label)))
+        self._publish(record, decision_event(record, self.bins.of(record.operator_label)), "saved")
 
     def on_decision_removed(self, record: DecisionRecord) -> None:
+        # Its event went out when it was saved: the sorter hears that it no longer stands.
+        self._publish(record, retraction_event(record, self.bins.of(record.operator_label), datetime.now(timezone.utc)),
+                      "taken back")
         if self.hands.undone(record.item_id) is not None:
             self._refresh()
+
+    def _publish(self, record: DecisionRecord, event: dict[str, object], what: str) -> None:
+        if self.publisher is not None and self.publisher.closed:
+            log.error("decision %d %s after the events were closed: no event sent for it", record.id, what)
+        elif self.publisher is not None:
+            self.publisher.publish(event)
 
     def _on_due(self) -> None:
         item = self.hands.due_item()

@@ -70,3 +70,30 @@ def test_the_mode_key_cycles_and_manual_is_unchanged(
     qtbot.keyClick(window, Qt.Key.Key_M)
     qtbot.keyClick(window, Qt.Key.Key_M)
     assert window.hands_free.hands.mode == "manual" and window.capture.classify_live
+
+
+def test_an_undone_decision_is_retracted_at_the_sorter_and_its_replacement_follows(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    settings = make_settings(mode="auto", auto_threshold=1.0, auto_delay=0.0, interval=0.3)
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    hands = window.hands_free.hands
+    qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
+    item = hands.current
+    with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Space)
+    [first] = rows(settings.data_dir)
+    with qtbot.waitSignal(window.decision_removed, timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_Backspace)
+    assert hands.current is item  # back on screen, waiting
+    with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_2)  # the operator's second thought: class "b"
+    [second] = rows(settings.data_dir)
+    qtbot.waitUntil(lambda: len(events(settings.data_dir)) == 3, timeout=WAIT_MS)
+    window.hands_free.publisher.close()
+    sent = events(settings.data_dir)
+    assert [(e["item_id"], e["decision_id"], e["kind"]) for e in sent] == [
+        (item.item_id, first.id, "confirmed"), (item.item_id, first.id, "retracted"),
+        (item.item_id, second.id, "corrected" if first.operator_label != "b" else "confirmed")]
+    assert sent[1]["class"] == first.operator_label and sent[1]["time"] >= sent[0]["time"]
+    assert second.id != first.id and second.operator_label == "b"
