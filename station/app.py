@@ -228,7 +228,8 @@ def assemble_window(
     storage = StorageWorker(settings.data_dir, settings.station_name, database_url=settings.database_url)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
     hands = HandsFree(settings.mode, settings.auto_threshold, settings.auto_delay)
-    publisher = open_publisher(settings.mqtt_url, settings.events_file, settings.station_name, settings.data_dir)
+    publisher = open_publisher(settings.mqtt_url, settings.events_file, settings.station_name, settings.data_dir,
+                               shared=bool(settings.database_url))
     window = MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,
                         feed_note=feed_note(settings, demo_reason), auto_retrain_every=settings.auto_retrain_every,
                         hands=hands, bins=Bins(settings.bins, classifier.labels), publisher=publisher)

@@ -33,6 +33,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from station.storage import DecisionRecord
+from station.storage.images import station_folder
 
 log = logging.getLogger(__name__)
 
@@ -365,11 +366,24 @@ class MqttPublisher(EventPublisher):
         return f"MQTT {state}, {self.published} sent"
 
 
-def open_publisher(mqtt_url: str, events_file: str, station: str, data_dir: Path) -> EventPublisher:
-    """MQTT when ``mqtt_url`` is set (outbox under ``data_dir/events``), else JSON lines ("-" = stdout). Started."""
+def event_paths(station: str, data_dir: Path, shared: bool) -> tuple[Path, Path]:
+    """(MQTT outbox folder, default JSON-lines file). Beside a shared database several stations share the data
+    folder: each gets its own, since one outbox would send every station's events under each station's topic."""
+    events = Path(data_dir) / "events"
+    if not shared:
+        return events, Path(data_dir) / "events.jsonl"
+    own = station_folder(station)
+    return events / own, events / f"{own}.jsonl"
+
+
+def open_publisher(
+    mqtt_url: str, events_file: str, station: str, data_dir: Path, shared: bool = False
+) -> EventPublisher:
+    """MQTT when ``mqtt_url`` is set (outbox on disk), else JSON lines ("-" = stdout); ``shared``: the data folder
+    is shared with other stations (a database URL is set). Started."""
+    outbox, default_file = event_paths(station, data_dir, shared)
     if mqtt_url:
-        return MqttPublisher(mqtt_url, station, Path(data_dir) / "events").start()
+        return MqttPublisher(mqtt_url, station, outbox).start()
     if events_file == "-":
         return JsonLinesPublisher(None).start()
-    path = Path(events_file).expanduser() if events_file else Path(data_dir) / "events.jsonl"
-    return JsonLinesPublisher(path).start()
+    return JsonLinesPublisher(Path(events_file).expanduser() if events_file else default_file).start()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from station.events import MqttPublisher
+from station.events import MqttPublisher, event_paths
 from tests.integration.broker import MOSQUITTO, NO_BROKER, Broker, Subscriber, wait_until
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason=NO_BROKER)
@@ -79,6 +79,31 @@ def test_every_event_arrives_once_in_order_also_those_made_while_the_broker_was_
     assert publisher.published == 10
     payload = json.loads(sorter.on(DECISIONS)[0])
     assert payload == event(1)
+
+
+def test_two_stations_sharing_a_data_folder_send_only_their_own_events(broker: Broker, tmp_path: Path) -> None:
+    """Beside a shared database the data folder is shared: one outbox for both would send each station's events
+    under the other's topic too."""
+    sorter = Subscriber(broker, "sorting/+/decision")
+    wait_until(sorter.connected.is_set, 10, "the subscriber to connect")
+    names = ("line-a", "line-b")
+    publishers = [MqttPublisher(broker.url, name, event_paths(name, tmp_path, shared=True)[0]).start()
+                  for name in names]
+    try:
+        for publisher in publishers:
+            wait_until(publisher.connected.is_set, 10, "the stations to connect")
+        for n in range(1, 6):
+            for publisher, name in zip(publishers, names, strict=True):
+                publisher.publish({**event(n), "item_id": f"{name}-{n}", "station": name})
+        for publisher in publishers:
+            wait_until(lambda p=publisher: p.published == 5 and p.outbox.pending() == 0, 15, "every acknowledgement")
+    finally:
+        for publisher in publishers:
+            publisher.close()
+        sorter.close()
+    for name in names:
+        got = [json.loads(payload)["item_id"] for payload in sorter.on(f"sorting/{name}/decision")]
+        assert got == [f"{name}-{n}" for n in range(1, 6)]
 
 
 def test_events_left_in_the_outbox_go_out_at_the_next_start(broker: Broker, sorter: Subscriber,

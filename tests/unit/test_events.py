@@ -11,6 +11,7 @@ from station.events import (
     JsonLinesPublisher,
     Outbox,
     decision_topic,
+    event_paths,
     open_publisher,
     parse_mqtt_url,
     status_topic,
@@ -69,6 +70,22 @@ def test_no_broker_means_json_lines_in_the_data_folder_or_stdout(tmp_path: Path,
     stdout.publish({"a": 1})
     stdout.close()
     assert json.loads(capsys.readouterr().out) == {"a": 1}
+
+
+def test_beside_a_shared_database_each_station_has_its_own_events_file_and_outbox(tmp_path: Path) -> None:
+    first, second = (open_publisher("", "", name, tmp_path, shared=True) for name in ("line 1", "line-2"))
+    try:
+        first.publish({"n": 1})
+        second.publish({"n": 2})
+    finally:
+        first.close()
+        second.close()
+    assert isinstance(first, JsonLinesPublisher) and isinstance(second, JsonLinesPublisher)
+    assert first.path == tmp_path / "events" / "line_1.jsonl" and second.path == tmp_path / "events" / "line-2.jsonl"
+    assert json.loads(first.path.read_text()) == {"n": 1} and json.loads(second.path.read_text()) == {"n": 2}
+    outboxes = {event_paths(name, tmp_path, shared=True)[0] for name in ("line 1", "line-2")}
+    assert len(outboxes) == 2 and all(folder.parent == tmp_path / "events" for folder in outboxes)
+    assert event_paths("line 1", tmp_path, shared=False) == (tmp_path / "events", tmp_path / "events.jsonl")
 
 
 def test_topics_and_urls() -> None:
