@@ -18,6 +18,15 @@ def events(data_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def window_with_a_waiting_item(qtbot, windows, make_settings, tiny_classifier):
+    """Auto mode that never trusts the model (threshold 1.0): the first item waits for the operator's key."""
+    settings = make_settings(mode="auto", auto_threshold=1.0, auto_delay=0.0, interval=0.3)
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    hands = window.hands_free.hands
+    qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
+    return settings, window
+
+
 def test_auto_mode_stores_exactly_one_decision_per_item_without_a_key(
     qtbot, windows, make_settings, image_folder, tiny_classifier
 ) -> None:
@@ -42,10 +51,8 @@ def test_auto_mode_stores_exactly_one_decision_per_item_without_a_key(
 def test_an_uncertain_item_waits_for_a_key_and_the_next_does_not_replace_it(
     qtbot, windows, make_settings, image_folder, tiny_classifier
 ) -> None:
-    settings = make_settings(mode="auto", auto_threshold=1.0, auto_delay=0.0, interval=0.3)
-    window = start_window(qtbot, windows, settings, tiny_classifier)
+    settings, window = window_with_a_waiting_item(qtbot, windows, make_settings, tiny_classifier)
     hands = window.hands_free.hands
-    qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
     first = hands.current
     qtbot.waitUntil(lambda: len(hands.queue) >= 2, timeout=WAIT_MS)  # the slideshow goes on: a second item
     assert hands.current is first and window.desk.shown is first.prediction  # still the first on screen
@@ -75,10 +82,8 @@ def test_the_mode_key_cycles_and_manual_is_unchanged(
 def test_an_undone_decision_is_retracted_at_the_sorter_and_its_replacement_follows(
     qtbot, windows, make_settings, image_folder, tiny_classifier
 ) -> None:
-    settings = make_settings(mode="auto", auto_threshold=1.0, auto_delay=0.0, interval=0.3)
-    window = start_window(qtbot, windows, settings, tiny_classifier)
+    settings, window = window_with_a_waiting_item(qtbot, windows, make_settings, tiny_classifier)
     hands = window.hands_free.hands
-    qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
     item = hands.current
     with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_Space)
