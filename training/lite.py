@@ -13,7 +13,9 @@ folder it is ``backbone-<hash>.tflite``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -101,7 +103,10 @@ def convert_in_child(bundle_dir: Path, cache_dir: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if hasattr(os, "nice"):
         os.nice(10)
-    path = cache_backbone(bundle_dir, cache_dir)
+    # Keras prints the exported model's signature to stdout: a page of noise in the station's terminal.
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        path = cache_backbone(bundle_dir, cache_dir)
+    log.debug("the converter printed: %s", printed.getvalue().strip())
     log.info("converted backbone written to %s", path)
 
 

@@ -206,7 +206,7 @@ def test_litert_by_name_needs_a_converted_backbone_or_a_cache(
 
 
 def test_a_bundle_without_backbone_is_converted_in_the_background_and_cached(
-    trained_run: tuple[Path, Path, str], tmp_path: Path
+    trained_run: tuple[Path, Path, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     bare = without_backbone(trained_run[1], tmp_path / "bare")
     cache = tmp_path / "cache"
@@ -218,6 +218,7 @@ def test_a_bundle_without_backbone_is_converted_in_the_background_and_cached(
     finally:
         classifier.close()
     assert classifier.backend == "litert"
+    assert "Saved artifact" not in capfd.readouterr().out  # the child's converter keeps Keras's print to itself
     cached = cache_path(cache, backbone_sha256(classifier.bundle.model))
     assert sorted(p.name for p in cache.iterdir()) == [cached.name]
     assert not (bare / BACKBONE_FILE).exists()  # the bundle folder is left as it was
