@@ -41,6 +41,7 @@ from training.lite import (
 )
 from training.model import Bundle, load_bundle
 from training.preprocess import prepare_image
+from training.quiet import run_quietly
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ class BackboneConversion:
         self.cache_dir = Path(cache_dir)
         self._stop = threading.Event()
         process = multiprocessing.get_context("spawn").Process(
-            target=convert_in_child, args=(Path(bundle_dir), self.cache_dir), name="backbone-conversion", daemon=True)
+            target=run_quietly, args=(convert_in_child.__module__, convert_in_child.__name__, Path(bundle_dir),
+                                      self.cache_dir), name="backbone-conversion", daemon=True)
         self._thread = threading.Thread(target=self._watch, args=(process, done), name="backbone-conversion")
         self._thread.start()
 

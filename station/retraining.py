@@ -49,6 +49,7 @@ from training.messages import (
     SkippedImage,
 )
 from training.preprocess import load_rgb
+from training.quiet import import_tensorflow
 
 if TYPE_CHECKING:  # TensorFlow loads only when a retraining actually runs
     from training.retrain import SiteSample
@@ -357,6 +358,7 @@ def child_main(job: RetrainJob, events: _Queue, cancel: _Event) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if multiprocessing.parent_process() is not None:  # a real child: its log goes to its stderr
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        import_tensorflow()  # first, without its start-up notes in the operator's terminal
         yield_to_the_station()
     try:
         outcome = run_retrain(job, events.put, cancel.is_set)

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from training.errors import TrainingError
 from training.files import atomic_file, write_json
 from training.model import EMBEDDING_LAYER, load_bundle
+from training.quiet import tensorflow_notes_kept_quiet
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,9 @@ class LiteBackbone:
             raise TrainingError("LiteRT is not installed (pip install ai-edge-litert)") from exc
         self.path = Path(path)
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with tensorflow_notes_kept_quiet():
+                self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise TrainingError(f"{path} is not a usable LiteRT model ({exc})") from exc
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()

@@ -12,8 +12,9 @@ import importlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 # Lines TensorFlow writes on import that read like errors but only describe the build and the machine.
 TENSORFLOW_NOISE = (
@@ -25,6 +26,7 @@ TENSORFLOW_NOISE = (
     "computation_placer.cc",
     "This TensorFlow binary is optimized",
     "TF-TRT Warning",
+    "Created TensorFlow Lite XNNPACK delegate",  # LiteRT, once per process, at its first interpreter
 )
 
 _verbose = False
@@ -40,21 +42,41 @@ def quiet_libraries(verbose: bool = False) -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # "can't open camera by index", libavdevice notes
 
 
+def tensorflow_notes_kept_quiet() -> AbstractContextManager[None]:
+    """While the block runs, TensorFlow's and LiteRT's notes stay off the terminal (all of it under --verbose)."""
+    return nullcontext() if _verbose else _filtered_stderr(TENSORFLOW_NOISE)
+
+
 def import_tensorflow() -> None:
     """Import TensorFlow now (it takes seconds), without its start-up notes unless ``--verbose`` was given."""
-    if "tensorflow" in sys.modules or _verbose:
-        importlib.import_module("tensorflow")
+    if "tensorflow" in sys.modules:
         return
-    with _filtered_stderr(TENSORFLOW_NOISE):
+    with tensorflow_notes_kept_quiet():
         importlib.import_module("tensorflow")
+
+
+def run_quietly(module: str, function: str, *args: object) -> None:
+    """Entry point of a spawned child: TensorFlow imported without its notes, then ``module.function(*args)``.
+
+    A target passed to the child directly would have its module imported while unpickling, before any of its code
+    runs: with TensorFlow, the notes would be out by then.
+    """
+    import_tensorflow()
+    with tensorflow_notes_kept_quiet():  # the target's own imports (Keras, LiteRT) print them again
+        target = getattr(importlib.import_module(module), function)
+    target(*args)
+
+
+_stderr_swap = threading.Lock()  # one swap of file descriptor 2 at a time: two threads' swaps would restore each
+# other's temporary file
 
 
 @contextmanager
 def _filtered_stderr(noise: tuple[str, ...]) -> Iterator[None]:
     """Send file descriptor 2 to a temporary file, then replay every line that is not ``noise``."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
+    with _stderr_swap, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
             yield

@@ -29,6 +29,7 @@ from tests.fixture_outcomes import outcome, paired, report, scores
 from training import retrain as core
 from training.errors import TrainingError
 from training.messages import PartScores, RetrainFailed, RetrainOutcome, RetrainProgress, RetrainStopped
+from training.quiet import TENSORFLOW_NOISE
 
 LABELS = ["a", "b", "c"]
 
@@ -467,7 +468,9 @@ def test_real_fast_retrain_learns_the_site_and_becomes_active(
     assert not (data_dir / "cache").exists()  # nothing had to be computed
 
 
-def test_real_spawned_child(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+def test_real_spawned_child(
+    trained_run: tuple[Path, Path, str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """The GUI's way: a spawned process runs child_main; events come back through a multiprocessing queue."""
     data, run, _ = trained_run
     data_dir = tmp_path / "station"
@@ -498,6 +501,8 @@ def test_real_spawned_child(trained_run: tuple[Path, Path, str], tmp_path: Path)
     assert got[-1].promoted is False
     assert versions(data_dir) == {"r1": "candidate", run.name: "active"}
     assert not list((data_dir / "models").glob(".*"))
+    printed = capfd.readouterr().err
+    assert not [note for note in TENSORFLOW_NOISE if note in printed]  # TensorFlow's and LiteRT's notes stay quiet
 
 
 def test_retraining_module_does_not_import_tensorflow_or_qt() -> None:
