@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> dict:
     settings = load_settings({
         "source": str(video), "data_dir": str(work / "data"), "station_name": "bench", "mode": "auto",
         "auto_threshold": args.auto_threshold, "auto_delay": args.auto_delay, "auto_retrain_every": 0,
+        "auto_trust_checks": args.trust_checks, "auto_trust_precision": args.trust_precision,
         "mqtt_url": broker.url if broker else "", "model": str(bundle),
     }, user_file=work / "none.toml")
     if broker is not None:
@@ -217,12 +218,15 @@ def run(args: argparse.Namespace) -> dict:
         "events_received": len(received) if broker else None,
         "auto_share": round(len(auto) / len(decided), 3) if decided else None,
         "auto_accuracy": round(correct_auto / len(auto), 3) if auto else None,
+        "auto_wrong": len(auto) - correct_auto,
+        "trusted_at_end": [c for c in labels if hands.trust.trusted(c, args.auto_threshold)],
         "settle_to_answer_ms": {"median": percentile(list(answered.values()), 50),
                                 "p95": percentile(list(answered.values()), 95)},
         "settle_to_auto_decision_ms": {"median": percentile(settle_ms, 50), "p95": percentile(settle_ms, 95)},
         "settle_to_event_received_ms": {"median": percentile(events_ms, 50), "p95": percentile(events_ms, 95)},
         "rate_per_min": args.rate, "fps": args.fps, "auto_threshold": args.auto_threshold,
         "auto_delay_s": args.auto_delay, "operator_delay_s": args.operator_delay,
+        "trust_checks": args.trust_checks, "trust_precision": args.trust_precision,
         "broker": "mosquitto" if broker else "none (JSON lines)", "cores": os.cpu_count(),
     }
 
@@ -235,6 +239,9 @@ def main() -> None:
     parser.add_argument("--auto-threshold", type=float, default=0.9)
     parser.add_argument("--auto-delay", type=float, default=0.0)
     parser.add_argument("--operator-delay", type=float, default=1.0)
+    parser.add_argument("--trust-checks", type=int, default=10,
+                        help="auto_trust_checks (the station's default; 0: the threshold alone)")
+    parser.add_argument("--trust-precision", type=float, default=0.9, help="auto_trust_precision")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -251,7 +258,9 @@ def main() -> None:
          f"{result['settle_to_auto_decision_ms']['median']} / {result['settle_to_auto_decision_ms']['p95']}"),
         ("settle -> its event at the subscriber (auto), median / p95 ms",
          f"{result['settle_to_event_received_ms']['median']} / {result['settle_to_event_received_ms']['p95']}"),
-        ("confirmed automatically / their accuracy", f"{result['auto_share']} / {result['auto_accuracy']}"),
+        ("confirmed automatically / their accuracy / wrong ones",
+         f"{result['auto_share']} / {result['auto_accuracy']} / {result['auto_wrong']}"),
+        ("classes trusted at the end", ", ".join(result["trusted_at_end"]) or "none"),
     ]
     for name, value in rows:
         print(f"{name:55s} {value}")

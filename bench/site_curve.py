@@ -9,8 +9,10 @@ starts a fresh data folder, lets the station's classifier look at N photos per c
 decisions with their true class (the station's own storage and embedding path, as if the operator had
 labelled them), runs each retraining mode through the code the Retrain button runs (``run_retrain``, the
 candidate kept, not promoted) and scores the running model and the candidate on every remaining site photo
-and on the base test split. "probe" is the reference the issue tracker measured: a logistic regression
-on the frozen backbone's features fitted on the N photos alone. Prints a table, writes a PNG of the curves,
+and on the base test split, with the share of the remaining photos auto mode would confirm alone (trusting only
+what the candidate's cross-validated checks back, ``station.trust``) and how many of those are right. "probe" is
+the reference the issue tracker measured: a logistic regression on the frozen backbone's features fitted on the N
+photos alone. Prints a table, writes a PNG of the curves,
 and prints one JSON line last.
 """
 
@@ -34,11 +36,13 @@ from numpy.typing import NDArray  # noqa: E402
 from bench.common import DEFAULT_DATA, bundle_or_exit  # noqa: E402
 from station.inference import Classifier, Prediction  # noqa: E402
 from station.retraining import RetrainJob, run_retrain  # noqa: E402
+from station.settings import load_settings  # noqa: E402
 from station.storage import NewDecision, Storage  # noqa: E402
+from station.trust import SiteTrust, bundle_checks  # noqa: E402
 from training.data import scan_dataset  # noqa: E402
 from training.head import Head, fit_head  # noqa: E402
 from training.messages import Mode, Promote  # noqa: E402
-from training.model import load_bundle  # noqa: E402
+from training.model import Bundle, load_bundle  # noqa: E402
 from training.preprocess import load_prepared, load_rgb  # noqa: E402
 
 MIN_SCORED = 8  # photos of each class kept for scoring whatever N asks
@@ -95,13 +99,27 @@ def accuracy(predicted: NDArray[np.int64], y: NDArray[np.int64]) -> float:
     return float((predicted == y).mean()) if len(y) else 0.0
 
 
-def candidate_predictions(candidate: Path, mode: str, site: Site, rest: NDArray[np.int64]) -> NDArray[np.int64]:
+def candidate_probabilities(bundle: Bundle, mode: str, site: Site, rest: NDArray[np.int64]) -> NDArray[np.float32]:
     """A fast candidate shares the running backbone: its head on the stored embeddings is exact and quick."""
-    bundle = load_bundle(candidate)
     if mode == "fast":
-        return Head.of(bundle.model).probabilities(site.embeddings[rest]).argmax(axis=1)
+        return Head.of(bundle.model).probabilities(site.embeddings[rest])
     images = np.stack([load_prepared(site.paths[i], bundle.image_size) for i in rest]).astype(np.float32)
-    return bundle.model.predict(images, batch_size=32, verbose=0).argmax(axis=1)
+    probabilities: NDArray[np.float32] = bundle.model.predict(images, batch_size=32, verbose=0)
+    return probabilities
+
+
+def auto_mode(bundle: Bundle, probabilities: NDArray[np.float32], y: NDArray[np.int64]) -> dict[str, float | None]:
+    """Auto mode at the station's settings on the remaining photos, trusting only what the candidate's own
+    cross-validated checks back (``station.trust``; the checks the operator would add live are left out):
+    the share it would confirm alone, and how many of those are right."""
+    defaults = load_settings()  # the station's settings: the shipped defaults, or the user's
+    trust = SiteTrust(defaults.auto_trust_checks, defaults.auto_trust_precision)
+    trust.reset(enumerate(bundle_checks(bundle.metrics)))
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    alone = np.array([c >= defaults.auto_threshold and trust.trusted(bundle.labels[p], defaults.auto_threshold)
+                      for p, c in zip(predicted, confidence, strict=True)], dtype=bool)
+    return {"auto_share": float(alone.mean()) if len(y) else None,
+            "auto_precision": float((predicted[alone] == y[alone]).mean()) if alone.any() else None}
 
 
 def run_point(site: Site, bundle_dir: Path, base_data: Path, mode: str, per_class: int, seed: int) -> dict[str, Any]:
@@ -116,9 +134,11 @@ def run_point(site: Site, bundle_dir: Path, base_data: Path, mode: str, per_clas
         store_decisions(data_dir, site, picked)
         result = run_retrain(RetrainJob(data_dir, bundle_dir, mode=Mode(mode), promote=Promote.NEVER,
                                             base_data_dir=base_data))
-        predicted = candidate_predictions(Path(result.candidate), mode, site, rest)
+        candidate = load_bundle(result.candidate)
+        probabilities = candidate_probabilities(candidate, mode, site, rest)
     return {
-        "site": accuracy(predicted, site.y[rest]), "running_site": accuracy(running[rest], site.y[rest]),
+        "site": accuracy(probabilities.argmax(axis=1), site.y[rest]),
+        "running_site": accuracy(running[rest], site.y[rest]), **auto_mode(candidate, probabilities, site.y[rest]),
         "base": result.candidate_metrics.base_test.accuracy,
         "running_base": result.current.base_test.accuracy,
         "seconds": result.seconds, "gate": result.gate_reason, "promote": result.gate_passed,
@@ -181,13 +201,13 @@ def main() -> int:
     print(f"site {site_name}: {len(site.y)} photos; bundled model {accuracy(running, site.y):.3f} "
           f"(looked at in {time.perf_counter() - started:.0f} s)")
     print(f"{'N/class':>8} {'mode':>6} {'site acc':>9} {'running':>8} {'base acc':>9} {'running':>8} "
-          f"{'seconds':>8}  gate")
+          f"{'seconds':>8} {'auto':>6} {'right':>6}  gate")
     curves: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for n in per_class:
         for mode in modes:
             points = [run_point(site, bundle_dir, args.base_data, mode, n, seed) for seed in range(args.repeats)]
             row = {"per_class": n, **{k: mean_of(points, k) for k in ("site", "running_site", "base", "running_base",
-                                                                     "seconds")},
+                                                                     "seconds", "auto_share", "auto_precision")},
                    "promoted": sum(bool(p["promote"]) for p in points), "gate": points[0]["gate"]}
             curves[mode].append(row)
 
@@ -195,7 +215,8 @@ def main() -> int:
                 return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
 
             print(f"{n:>8} {mode:>6} {cell(row['site'], 9)} {cell(row['running_site'], 8)} {cell(row['base'], 9)} "
-                  f"{cell(row['running_base'], 8)} {cell(row['seconds'], 8)}  {row['gate']}", flush=True)
+                  f"{cell(row['running_base'], 8)} {cell(row['seconds'], 8)} {cell(row['auto_share'], 6)} "
+                  f"{cell(row['auto_precision'], 6)}  {row['gate']}", flush=True)
     results = {"site": site_name, "label": args.label, "photos": len(site.y), "per_class": per_class,
                "repeats": args.repeats, "running_site": accuracy(running, site.y), "curves": curves}
     compare = json.loads(args.compare.read_text().strip().splitlines()[-1]) if args.compare else None

@@ -7,7 +7,8 @@
 - ``auto``: as assist, but an item whose confidence is at or above ``auto_threshold`` confirms itself
   ``auto_delay`` seconds after it is shown (at once if it has already left the view) unless the operator presses
   a key: a decision key decides it (their own decision), the hold key stops the countdown. Below the threshold it
-  waits for the operator.
+  waits for the operator, and so does an item of a class the operator's checks have not yet shown the model to be
+  right about on this site (``station.trust``).
 
 The window turns the events of arrival, inference and the keys into calls here, and the decisions this returns
 into storage writes; ``bench/handsfree.py`` drives the same object.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from station.settings import SORTING_MODES
 from station.storage import AUTO, NewDecision
+from station.trust import SiteTrust, Standing
 
 if TYPE_CHECKING:  # station.inference imports TensorFlow
     from station.camera import Frame
@@ -65,6 +67,7 @@ class HandsFree:
         auto_delay: float = 1.0,
         session: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        trust: SiteTrust | None = None,
     ) -> None:
         check_mode(mode)
         if not 0.0 <= auto_threshold <= 1.0:
@@ -76,6 +79,7 @@ class HandsFree:
         self.auto_delay = auto_delay
         self.session = session or datetime.now().strftime("%Y%m%dT%H%M%S")
         self.clock = clock
+        self.trust = trust if trust is not None else SiteTrust(checks_needed=0)  # none given: the threshold alone
         self.queue: deque[Item] = deque()
         self._last_decided: Item | None = None
 
@@ -151,11 +155,22 @@ class HandsFree:
         item = self.current
         return item.due if item is not None else None
 
+    def standing(self, item: Item) -> Standing | None:
+        """Where the item's predicted class stands with the operator at the auto threshold (None: not classified)."""
+        if item.prediction is None:
+            return None
+        return self.trust.standing(item.prediction.label, self.auto_threshold)
+
+    def trust_changed(self) -> None:
+        """New checks came in: the item on screen may now count down."""
+        self._start_countdown()
+
     def _start_countdown(self) -> None:
-        """Auto mode: the item on screen counts down when the model is confident enough."""
+        """Auto mode: the item on screen counts down when the model is confident enough, about a trusted class."""
         item = self.current
         if (self.mode != AUTO_MODE or item is None or item.prediction is None or item.due is not None
-                or item.touches or item.prediction.confidence < self.auto_threshold):
+                or item.touches or item.prediction.confidence < self.auto_threshold
+                or not self.trust.trusted(item.prediction.label, self.auto_threshold)):
             return
         item.due = self.clock() + (0.0 if item.left else self.auto_delay)
 

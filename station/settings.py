@@ -29,6 +29,7 @@ DEMO_DIR = RESOURCES_DIR / "demo"
 CLI_ORIGIN = "command line"
 INFERENCE_BACKENDS = ("auto", "litert", "keras")  # what may run the backbone (station.inference)
 SORTING_MODES = ("manual", "assist", "auto")  # hands-free sorting (station.handsfree)
+TRUST_WINDOW = 50  # auto mode's trust counts the most recent checks of a class, at most this many (station.trust)
 
 
 class SettingsError(Exception):
@@ -59,6 +60,10 @@ class Settings:
     mode: str = "manual"  # "manual" (a key per item), "assist" (held until the operator decides), "auto"
     auto_threshold: float = 0.9  # auto mode: confirmed by the station at or above this confidence
     auto_delay: float = 1.0  # auto mode: seconds the operator has to step in before it confirms
+    # Auto mode confirms a class by itself only once this many of the operator's checks of the running model's
+    # answers naming it (at or above auto_threshold) were right at least auto_trust_precision of the time; 0 = off.
+    auto_trust_checks: int = 10
+    auto_trust_precision: float = 0.9
     learn_from_auto: bool = False  # retraining learns from auto-confirmed decisions too (its own unchecked guesses)
     bins: Mapping[str, str] = field(default_factory=dict)  # class -> bin; a class not named is its own bin
     mqtt_url: str = ""  # mqtt://host[:port]; "" = no broker: events as JSON lines to events_file
@@ -138,11 +143,15 @@ def _check_threshold(value: Any, from_cli: bool) -> float:
     return n
 
 
-def _check_count(value: Any, from_cli: bool) -> int:
-    n = _number(value, from_cli)
-    if n is None or not n.is_integer() or n < 0:
-        raise _InvalidValueError(f"auto_retrain_every must be a whole number of decisions >= 0, got {value!r}")
-    return int(n)
+def _check_count(name: str, high: int | None = None) -> Callable[[Any, bool], int]:
+    def check(value: Any, from_cli: bool) -> int:
+        n = _number(value, from_cli)
+        if n is None or not n.is_integer() or n < 0 or (high is not None and n > high):
+            limit = f"between 0 and {high}" if high is not None else ">= 0"
+            raise _InvalidValueError(f"{name} must be a whole number of decisions {limit}, got {value!r}")
+        return int(n)
+
+    return check
 
 
 def _check_base_drop(value: Any, from_cli: bool) -> float:
@@ -211,12 +220,14 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "model": _check_string("model", "a model bundle folder ('' for the bundled model)", allow_empty=True),
     "base_data": _check_string(
         "base_data", "a dataset folder ('' for the one the model's bundle records)", allow_empty=True),
-    "auto_retrain_every": _check_count,
+    "auto_retrain_every": _check_count("auto_retrain_every"),
     "max_base_drop": _check_base_drop,
     "inference_backend": _check_choice("inference_backend", INFERENCE_BACKENDS),
     "mode": _check_choice("mode", SORTING_MODES),
     "auto_threshold": _check_range("auto_threshold", 0.0, 1.0, "a confidence between 0 and 1"),
     "auto_delay": _check_range("auto_delay", 0.0, 60.0, "a number of seconds between 0 and 60"),
+    "auto_trust_checks": _check_count("auto_trust_checks", TRUST_WINDOW),
+    "auto_trust_precision": _check_range("auto_trust_precision", 0.0, 1.0, "a share between 0 and 1"),
     "learn_from_auto": _check_flag("learn_from_auto"),
     "bins": _check_bins,
     "mqtt_url": _check_string("mqtt_url", "a broker URL like mqtt://host:1883 ('' for none)", allow_empty=True),

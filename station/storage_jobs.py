@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from station.statistics import Statistics, StatsFilter, compute_statistics, covered_decisions
 from station.storage import ACTIVE, DISCARDED, DecisionRecord, NewDecision, Storage, VersionRecord, queries
+from station.trust import Check, decision_check
 
 T = TypeVar("T")
 Job = Callable[[Storage], T]
@@ -190,5 +191,16 @@ def review(limit: int) -> Job[list[HistoryEntry]]:
     def job(storage: Storage) -> list[HistoryEntry]:
         return [HistoryEntry(r, load_thumbnail(storage.image_file(r), REVIEW_THUMBNAIL))
                 for r in storage.review_queue(limit)]
+
+    return job
+
+
+def trust_checks(station: str, version: str) -> Job[list[tuple[int, Check]]]:
+    """The operator's checks of model ``version``'s answers at this station, oldest first (auto mode's trust)."""
+
+    def job(storage: Storage) -> list[tuple[int, Check]]:
+        found = ((record.id, decision_check(record, version))
+                 for record in storage.decisions(model_version=version, station=station))
+        return [(decision_id, check) for decision_id, check in found if check is not None]
 
     return job

@@ -24,6 +24,9 @@ from numpy.typing import NDArray
 
 DEFAULT_MAX_BASE_DROP = 0.05
 DEFAULT_ALPHA = 0.05
+# A candidate's metrics.json keeps its judged predictions under this key, for the station's auto-mode trust
+# (``station.trust``): each the class it named, its confidence and whether the operator's label agreed.
+SITE_CHECKS = "site_checks"
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,10 @@ def decide(
         return GateResult(True, "site-better", f"{site_text}, p={site.p_better:.3f}: significantly better)")
     return GateResult(True, "site-no-worse", f"{site_text}: neither significantly better, p={site.p_better:.2f}, "
                       f"nor worse, p={site.p_worse:.2f})")
+
+
+def site_checks(labels: list[str], y: NDArray[np.int64], probabilities: NDArray[np.float32]) -> list[dict[str, object]]:
+    """The candidate's judged predictions (made by models that did not train on them) as JSON rows."""
+    predicted = probabilities.argmax(axis=1)
+    return [{"predicted": labels[int(p)], "confidence": round(float(row[p]), 4), "right": bool(p == truth)}
+            for p, row, truth in zip(predicted, probabilities, y, strict=True)]

@@ -44,7 +44,7 @@ from training.embeddings import (
 from training.errors import TrainingError
 from training.evaluate import compute_metrics, label_indices
 from training.files import make_work_folder, replace_folder, write_json
-from training.gate import DEFAULT_MAX_BASE_DROP, PairedOutcome, decide
+from training.gate import DEFAULT_MAX_BASE_DROP, SITE_CHECKS, PairedOutcome, decide, site_checks
 from training.head import Head, Standardizer, fit_head, sample_weights, site_share
 from training.lite import add_backbone_file
 from training.messages import FINAL_PHASE, Mode, PartScores, Progress, RetrainProgress, RetrainReport, Scores
@@ -137,8 +137,10 @@ def retrain(
     candidate = PartScores(scored(fitted.judged_y, fitted.candidate, labels), fitted.base_candidate)
     reference = base_reference(request, current.base_test.accuracy)
     verdict = decide(paired, reference, candidate.base_test.accuracy, request.max_base_drop)
+    checks = site_checks(labels, fitted.judged_y, fitted.candidate_probabilities)
     write_candidate(parent, fitted.model, request, {"decisions": asdict(candidate), "counts": fitted.counts,
-                                                    "gate": verdict.reason, "gate_rule": verdict.rule})
+                                                    "gate": verdict.reason, "gate_rule": verdict.rule,
+                                                    SITE_CHECKS: checks})
     step(FINAL_PHASE, 1, 1)
     return RetrainReport(
         candidate=str(request.out), current=current, candidate_metrics=candidate, counts=fitted.counts,
@@ -158,11 +160,16 @@ class Fitted:
     model: keras.Model
     judged_y: NDArray[np.int64]  # the operator's labels of the decisions the gate compares on
     running: NDArray[np.int64]  # the running model's live predictions of them
-    candidate: NDArray[np.int64]  # the candidate's, from models that did not train on them
+    candidate_probabilities: NDArray[np.float32]  # the candidate's, from models that did not train on them
     base_current: Scores
     base_candidate: Scores
     counts: dict[str, int]
     site_share: float | None = None  # the share of the training weight the site's decisions got
+
+    @property
+    def candidate(self) -> NDArray[np.int64]:
+        predicted: NDArray[np.int64] = self.candidate_probabilities.argmax(axis=1)
+        return predicted
 
 
 def folds_of(y: NDArray[np.int64], k: int, seed: int = 0) -> NDArray[np.int64]:
@@ -214,14 +221,14 @@ def retrain_fast(
         share = MIN_SITE_SHARE + (share - MIN_SITE_SHARE) / 2
         head = fit(everything, share)
     judged_idx = np.array(judged, dtype=np.int64)
-    candidate = np.empty(len(judged_idx), dtype=np.int64)
+    candidate = np.empty((len(judged_idx), len(labels)), dtype=np.float32)
     fold_of = folds_of(y_site[judged_idx], folds) if folds else np.array([], dtype=np.int64)
     for k in range(folds):
         step("cross-validation", 3 + k, total)
         held = judged_idx[fold_of == k]
         keep = np.ones(len(y_site), bool)
         keep[held] = False
-        candidate[fold_of == k] = fit(keep, share).probabilities(site[held]).argmax(axis=1)
+        candidate[fold_of == k] = fit(keep, share).probabilities(site[held])
     running = label_indices([request.samples[i].running_label or "" for i in judged], labels)
     model = export_model(parent.model, parent.image_size, len(labels))
     head.install(model)
@@ -278,7 +285,7 @@ def retrain_full(
     test_y = label_indices([p.split("/", 1)[0] for p in split["test"]], labels)
     running = label_indices([request.samples[i].running_label or "" for i in held], labels)
     return Fitted(
-        candidate_model, y_site[held], running, predict_images(candidate_model, site_images[held]),
+        candidate_model, y_site[held], running, predict_probabilities(candidate_model, site_images[held]),
         scored(test_y, predict_images(parent.model, test_x), labels),
         scored(test_y, predict_images(candidate_model, test_x), labels),
         {"base_train": len(y_base), "site_train": len(train_site), "site_judged": len(held)},
@@ -312,11 +319,15 @@ class EpochProgress(keras.callbacks.Callback):
             self.step(f"fine-tune epoch {epoch + 1}", epoch + 1, self.total)
 
 
-def predict_images(model: keras.Model, images: NDArray[np.uint8]) -> NDArray[np.int64]:
+def predict_probabilities(model: keras.Model, images: NDArray[np.uint8]) -> NDArray[np.float32]:
     if not len(images):
-        return np.zeros(0, dtype=np.int64)
-    probabilities: NDArray[Any] = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
-    predicted: NDArray[np.int64] = probabilities.argmax(axis=1)
+        return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
+    probabilities: NDArray[np.float32] = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+    return probabilities
+
+
+def predict_images(model: keras.Model, images: NDArray[np.uint8]) -> NDArray[np.int64]:
+    predicted: NDArray[np.int64] = predict_probabilities(model, images).argmax(axis=1)
     return predicted
 
 

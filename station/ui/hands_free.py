@@ -19,14 +19,17 @@ from station.bins import Bins
 from station.camera import Frame
 from station.decisions import DecisionRefusedError
 from station.events import EventPublisher, decision_event, retraction_event
-from station.handsfree import AUTO_MODE, COUNTDOWN, WAITING, HandsFree
+from station.handsfree import AUTO_MODE, COUNTDOWN, WAITING, HandsFree, Item
 from station.inference import Prediction
 from station.storage import NewDecision
+from station.storage_jobs import trust_checks
+from station.trust import bundle_checks, decision_check
 from station.ui.colors import class_color
 from station.ui.keys import bind_key
 
 if TYPE_CHECKING:
     from station.storage import DecisionRecord
+    from station.trust import Check
     from station.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class HandsFreeDesk(QObject):
         bind_key(window, "M", self.next_mode)
         bind_key(window, "E", self.recalibrate)
         bind_key(window, QKeySequence(Qt.Key.Key_Escape), self.hold)
+        window.models.model_swapped.connect(lambda *_: self.load_trust())
         self._apply_mode()
 
     # ---- keys
@@ -94,7 +98,11 @@ class HandsFreeDesk(QObject):
     def _show_mode(self) -> None:
         text = f"mode {self.hands.mode}"
         if self.hands.mode == AUTO_MODE:
-            text += f" (≥ {self.hands.auto_threshold:.0%}, {self.hands.auto_delay:g} s)"
+            text += f" (≥ {self.hands.auto_threshold:.0%}, {self.hands.auto_delay:g} s"
+            if self.hands.trust.enabled:
+                trusted = [c for c in self.window.desk.labels if self.hands.trust.trusted(c, self.hands.auto_threshold)]
+                text += f"; trusted: {', '.join(trusted) or 'none yet'}"
+            text += ")"
         if self.hands.active and len(self.hands.queue) > 1:
             text += f", {len(self.hands.queue) - 1} waiting"
         if self.publisher is not None:
@@ -140,10 +148,40 @@ class HandsFreeDesk(QObject):
         self._refresh()
         return completed
 
+    # ---- auto mode's trust (station.trust)
+
+    def load_trust(self) -> None:
+        """The running model's checks: its retraining's (in its bundle) and the operator's decisions on its answers."""
+        classifier = self.window.inference.classifier
+        retrained = [(("retraining", i), check) for i, check in enumerate(bundle_checks(classifier.bundle.metrics))]
+
+        def loaded(live: list[tuple[int, Check]]) -> None:
+            if self.window.inference.classifier is classifier:  # not replaced meanwhile
+                self.hands.trust.reset([*retrained, *live])
+                self._trust_changed()
+
+        self.window.storage.submit(trust_checks(self.window.desk.station, classifier.version), loaded, write=False)
+
+    def _record_check(self, record: DecisionRecord) -> None:
+        self.hands.trust.record(record.id, decision_check(record, self.window.inference.classifier.version))
+        self._trust_changed()
+
+    def _trust_changed(self) -> None:
+        self.hands.trust_changed()
+        self._refresh()
+        self._show_mode()
+
+    # ---- decisions stored
+
     def on_decision_saved(self, record: DecisionRecord) -> None:
+        self._record_check(record)
         self._publish(record, decision_event(record, self.bins.of(record.operator_label)), "saved")
 
+    def on_decision_relabelled(self, record: DecisionRecord) -> None:
+        self._record_check(record)
+
     def on_decision_removed(self, record: DecisionRecord) -> None:
+        self.hands.trust.forget(record.id)
         # Its event went out when it was saved: the sorter hears that it no longer stands.
         self._publish(record, retraction_event(record, self.bins.of(record.operator_label), datetime.now(timezone.utc)),
                       "taken back")
@@ -184,7 +222,7 @@ class HandsFreeDesk(QObject):
             self.window.desk.show(item.prediction)
             self.window.buttons.mark_predicted(item.prediction.best_index)
         bin_name = self.bins.of(item.prediction.label)
-        state, color = self._item_state(item.state, item.due)
+        state, color = self._item_state(item)
         overlay = self.window.make_overlay(item.prediction)
         if overlay is not None:
             self.window.video.set_overlay(dataclasses.replace(
@@ -201,12 +239,20 @@ class HandsFreeDesk(QObject):
             self.timer.start(max(0, round((due - time.monotonic()) * 1000)))
             self.countdown.start()
 
-    def _item_state(self, state: str, due: float | None) -> tuple[str, QColor]:
-        if state == COUNTDOWN and due is not None:
-            return f"AUTO in {max(0.0, due - time.monotonic()):.1f} s — Esc holds", QColor("#2980b9")
-        if state == WAITING:
-            return "WAITING FOR YOU — Space / 1…", WAITING_ORANGE
-        return state, QColor("#555555")
+    def _item_state(self, item: Item) -> tuple[str, QColor]:
+        if item.state == COUNTDOWN and item.due is not None:
+            return f"AUTO in {max(0.0, item.due - time.monotonic()):.1f} s — Esc holds", QColor("#2980b9")
+        if item.state == WAITING:
+            return "WAITING FOR YOU — Space / 1…" + self._why_not_auto(item), WAITING_ORANGE
+        return item.state, QColor("#555555")
+
+    def _why_not_auto(self, item: Item) -> str:
+        """Auto mode, a confident answer about a class the checks do not back yet: say how far it has come."""
+        standing = self.hands.standing(item)
+        if (self.hands.mode != AUTO_MODE or item.touches or standing is None or standing.trusted
+                or item.prediction is None or item.prediction.confidence < self.hands.auto_threshold):
+            return ""
+        return f" ({standing.label} not trusted yet: {standing.right} of {standing.checks} checks right)"
 
     def close(self) -> None:
         """After the storage thread has ended: its last ``decision_saved`` signals are still queued for this

@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._bind_keys()
         self._connect()
+        self.hands_free.load_trust()
         self._update_banner()
 
     # ---- construction
@@ -146,6 +147,7 @@ class MainWindow(QMainWindow):
         self.decision_removed.connect(self.insights.on_decision_removed)
         self.decision_relabelled.connect(self._on_decision_relabelled)
         self.decision_relabelled.connect(self.insights.on_decision_relabelled)
+        self.decision_relabelled.connect(self.hands_free.on_decision_relabelled)
         self.models.message.connect(self.video.flash)
         self.models.learning_changed.connect(self.status.show_learning)
         self.models.model_swapped.connect(lambda *_: self.status.refresh())

@@ -30,7 +30,8 @@ def window_with_a_waiting_item(qtbot, windows, make_settings, tiny_classifier):
 def test_auto_mode_stores_exactly_one_decision_per_item_without_a_key(
     qtbot, windows, make_settings, image_folder, tiny_classifier
 ) -> None:
-    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, bins={"a": "ab", "b": "ab"})
+    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, bins={"a": "ab", "b": "ab"},
+                             auto_trust_checks=0)  # trust taken as given here (earning it: below)
     window = start_window(qtbot, windows, settings, tiny_classifier)
     qtbot.waitUntil(lambda: window.capture.loop.state == "ended" and window.storage.pending == 0
                     and len(rows(settings.data_dir)) == 6, timeout=WAIT_MS * 2)
@@ -102,3 +103,53 @@ def test_an_undone_decision_is_retracted_at_the_sorter_and_its_replacement_follo
         (item.item_id, second.id, "corrected" if first.operator_label != "b" else "confirmed")]
     assert sent[1]["class"] == first.operator_label and sent[1]["time"] >= sent[0]["time"]
     assert second.id != first.id and second.operator_label == "b"
+
+
+def test_auto_mode_confirms_a_class_alone_only_after_the_operators_checks(
+    qtbot, windows, make_settings, image_folder, tiny_classifier
+) -> None:
+    """Trust on (2 checks, all right): items wait for the operator until their class has 2 confirmed answers."""
+    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, interval=0.2, auto_trust_checks=2,
+                             auto_trust_precision=1.0)
+    window = start_window(qtbot, windows, settings, tiny_classifier)
+    hands = window.hands_free.hands
+    qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
+    assert "not trusted yet: 0 of 0 checks right" in (window.video._overlay.item_state or "")
+    assert "trusted: none yet" in window.hands_free.mode_label.text()
+
+    def decided_alone() -> bool:
+        current = hands.current
+        if current is not None and current.state == WAITING and not window.desk.shown_is_decided:
+            qtbot.keyClick(window, Qt.Key.Key_Space)  # the operator confirms whatever waits
+        return any(r.kind == "auto" for r in rows(settings.data_dir))
+
+    qtbot.waitUntil(decided_alone, timeout=WAIT_MS * 4)
+    stored = rows(settings.data_dir)
+    first_auto = next(i for i, r in enumerate(stored) if r.kind == "auto")
+    label = stored[first_auto].predicted_label
+    checks_before = [r for r in stored[:first_auto] if r.predicted_label == label]
+    assert len(checks_before) >= 2 and all(r.kind == "confirmed" for r in checks_before)
+    trusted = window.hands_free.mode_label.text().split("trusted: ", 1)[1].split(")", 1)[0].split(", ")
+    assert label in trusted
+
+
+def test_a_retrained_model_brings_its_checks_and_goes_alone_from_the_start(
+    qtbot, windows, make_settings, image_folder, tiny_bundle_path, tmp_path
+) -> None:
+    import shutil
+
+    from station.inference import Classifier
+    from training.gate import SITE_CHECKS
+
+    bundle = tmp_path / "retrained"
+    shutil.copytree(tiny_bundle_path, bundle)
+    metrics = json.loads((bundle / "metrics.json").read_text()) if (bundle / "metrics.json").is_file() else {}
+    labels = json.loads((bundle / "labels.json").read_text())
+    metrics[SITE_CHECKS] = [{"predicted": c, "confidence": 0.99, "right": True} for c in labels for _ in range(3)]
+    (bundle / "metrics.json").write_text(json.dumps(metrics))
+    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, auto_trust_checks=3,
+                             model=str(bundle))
+    window = start_window(qtbot, windows, settings, Classifier.load(bundle))
+    qtbot.waitUntil(lambda: window.capture.loop.state == "ended" and window.storage.pending == 0
+                    and len(rows(settings.data_dir)) == 6, timeout=WAIT_MS * 2)
+    assert {r.kind for r in rows(settings.data_dir)} == {"auto"}  # no key pressed

@@ -12,7 +12,9 @@ from PIL import Image
 from tests.conftest import CLASSES, MINI_DATASET
 from training.embeddings import BASE_EMBEDDINGS
 from training.errors import TrainingError
+from training.gate import SITE_CHECKS
 from training.lite import backbone_sha256, bundle_backbone_sha256
+from training.messages import RetrainReport
 from training.model import load_bundle
 from training.retrain import RetrainCancelled, RetrainRequest, SiteSample, folds_of, replay_sample, retrain
 
@@ -52,8 +54,18 @@ def test_fast_retrain_learns_the_site_and_writes_a_candidate(
     assert [e.phase for e in events][-1] == "done"
     candidate = load_bundle(result.candidate)
     assert candidate.labels == CLASSES
+    assert_site_checks_match_the_gate(candidate.metrics, result)
     assert not (tmp_path / "cache").exists()  # the bundle's own base-embeddings.npz served; nothing computed
     assert not list((tmp_path / "models").glob(".*partial*"))
+
+
+def assert_site_checks_match_the_gate(metrics: dict, result: RetrainReport) -> None:
+    """The bundle keeps one check per decision the gate judged the candidate on, as many right as it counted."""
+    checks = metrics[SITE_CHECKS]
+    assert len(checks) == result.candidate_metrics.decisions.count
+    assert sum(c["right"] for c in checks) == round(result.candidate_metrics.decisions.accuracy * len(checks))
+    assert {c["predicted"] for c in checks} <= set(CLASSES)
+    assert all(1 / len(CLASSES) <= c["confidence"] <= 1 for c in checks)  # the top class's probability
 
 
 def test_cancel_leaves_nothing_behind(trained_run: tuple[Path, Path, str], tmp_path: Path) -> None:
@@ -116,6 +128,7 @@ def test_full_retrain_fine_tunes_the_backbone_top_and_scores_on_images(
                                                        strict=True)]
     assert any(changed) and not all(changed)  # the top moved, the frozen bottom did not
     assert json.loads((Path(result.candidate) / "config.json").read_text())["mode"] == "full"
+    assert_site_checks_match_the_gate(candidate.metrics, result)
     # Its new backbone is converted once, here in the retraining process, for the station's LiteRT backend.
     assert bundle_backbone_sha256(result.candidate) == backbone_sha256(candidate.model) != backbone_sha256(parent.model)
 
