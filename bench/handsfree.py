@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> dict:
         for queued in hands.queue:
             item_of.setdefault(queued.item_id, (queued.frame.index - lead - 1) // per_item)
         time.sleep(0.002)
-    settle_end = time.monotonic() + 3.0
+    video_end = time.monotonic()  # the source rewinds here: an item settling from now on is the first photo again
+    settle_end = video_end + 3.0
     while time.monotonic() < settle_end:
         qt.processEvents()
         time.sleep(0.01)
@@ -202,6 +203,8 @@ def run(args: argparse.Namespace) -> dict:
     if broker is not None:
         broker.stop()
 
+    replayed = [d for d in decided if settled_at[d[0]] >= video_end]
+    decided = [d for d in decided if settled_at[d[0]] < video_end]
     per_photo = Counter(item_of[i] for i, *_ in decided if i in item_of)
     auto = [(i, label) for i, kind, label, _ in decided if kind == "auto"]
     correct_auto = sum(label == photos[item_of[i]][1] for i, label in auto if i in item_of)
@@ -215,6 +218,7 @@ def run(args: argparse.Namespace) -> dict:
         "missed": sum(1 for k in range(len(photos)) if per_photo[k] == 0),
         "duplicates": sum(n - 1 for n in per_photo.values() if n > 1),
         "unmatched": sum(1 for i, *_ in decided if i not in item_of),  # decided on an arrival no photo caused
+        "after_the_end": len(replayed),  # the rewound video's first photo again: not counted above
         "events_received": len(received) if broker else None,
         "auto_share": round(len(auto) / len(decided), 3) if decided else None,
         "auto_accuracy": round(correct_auto / len(auto), 3) if auto else None,
