@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
         "auto_share": round(len(auto) / len(decided), 3) if decided else None,
         "auto_accuracy": round(correct_auto / len(auto), 3) if auto else None,
         "auto_wrong": len(auto) - correct_auto,
-        "trusted_at_end": [c for c in labels if hands.trust.trusted(c, args.auto_threshold)],
+        "trusted_at_end": [c for c in labels if hands.trust.trusted(c)],
         "settle_to_answer_ms": {"median": percentile(list(answered.values()), 50),
                                 "p95": percentile(list(answered.values()), 95)},
         "settle_to_auto_decision_ms": {"median": percentile(settle_ms, 50), "p95": percentile(settle_ms, 95)},
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--operator-delay", type=float, default=1.0)
     parser.add_argument("--trust-checks", type=int, default=10,
                         help="auto_trust_checks (the station's default; 0: the threshold alone)")
-    parser.add_argument("--trust-precision", type=float, default=0.9, help="auto_trust_precision")
+    parser.add_argument("--trust-precision", type=float, default=0.8, help="auto_trust_precision")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

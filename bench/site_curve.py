@@ -113,13 +113,20 @@ def auto_mode(bundle: Bundle, probabilities: NDArray[np.float32], y: NDArray[np.
     cross-validated checks back (``station.trust``; the checks the operator would add live are left out):
     the share it would confirm alone, and how many of those are right."""
     defaults = load_settings()  # the station's settings: the shipped defaults, or the user's
-    trust = SiteTrust(defaults.auto_trust_checks, defaults.auto_trust_precision)
+    trust = SiteTrust(defaults.auto_trust_checks, defaults.auto_trust_precision, defaults.auto_threshold)
     trust.reset(enumerate(bundle_checks(bundle.metrics)))
     predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
-    alone = np.array([c >= defaults.auto_threshold and trust.trusted(bundle.labels[p], defaults.auto_threshold)
-                      for p, c in zip(predicted, confidence, strict=True)], dtype=bool)
-    return {"auto_share": float(alone.mean()) if len(y) else None,
-            "auto_precision": float((predicted[alone] == y[alone]).mean()) if alone.any() else None}
+    confident = confidence >= defaults.auto_threshold
+    standing = {label: trust.standing(label) for label in bundle.labels}
+    # The bare share, for comparison (not the station's rule): enough checks, at least the precision of them right.
+    needed, share = max(1, defaults.auto_trust_checks), defaults.auto_trust_precision
+    naive = {label: s.checks >= needed and s.right >= share * s.checks for label, s in standing.items()}
+    result: dict[str, float | None] = {}
+    for name, trusted in (("auto", {label: s.trusted for label, s in standing.items()}), ("naive", naive)):
+        alone = confident & np.array([trusted[bundle.labels[p]] for p in predicted], dtype=bool)
+        result[f"{name}_share"] = float(alone.mean()) if len(y) else None
+        result[f"{name}_precision"] = float((predicted[alone] == y[alone]).mean()) if alone.any() else None
+    return result
 
 
 def run_point(site: Site, bundle_dir: Path, base_data: Path, mode: str, per_class: int, seed: int) -> dict[str, Any]:
@@ -201,13 +208,14 @@ def main() -> int:
     print(f"site {site_name}: {len(site.y)} photos; bundled model {accuracy(running, site.y):.3f} "
           f"(looked at in {time.perf_counter() - started:.0f} s)")
     print(f"{'N/class':>8} {'mode':>6} {'site acc':>9} {'running':>8} {'base acc':>9} {'running':>8} "
-          f"{'seconds':>8} {'auto':>6} {'right':>6}  gate")
+          f"{'seconds':>8} {'auto':>6} {'right':>6} {'naive':>6} {'right':>6}  gate")
     curves: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for n in per_class:
         for mode in modes:
             points = [run_point(site, bundle_dir, args.base_data, mode, n, seed) for seed in range(args.repeats)]
             row = {"per_class": n, **{k: mean_of(points, k) for k in ("site", "running_site", "base", "running_base",
-                                                                     "seconds", "auto_share", "auto_precision")},
+                                                                     "seconds", "auto_share", "auto_precision",
+                                                                     "naive_share", "naive_precision")},
                    "promoted": sum(bool(p["promote"]) for p in points), "gate": points[0]["gate"]}
             curves[mode].append(row)
 
@@ -216,7 +224,8 @@ def main() -> int:
 
             print(f"{n:>8} {mode:>6} {cell(row['site'], 9)} {cell(row['running_site'], 8)} {cell(row['base'], 9)} "
                   f"{cell(row['running_base'], 8)} {cell(row['seconds'], 8)} {cell(row['auto_share'], 6)} "
-                  f"{cell(row['auto_precision'], 6)}  {row['gate']}", flush=True)
+                  f"{cell(row['auto_precision'], 6)} {cell(row['naive_share'], 6)} {cell(row['naive_precision'], 6)}  "
+                  f"{row['gate']}", flush=True)
     results = {"site": site_name, "label": args.label, "photos": len(site.y), "per_class": per_class,
                "repeats": args.repeats, "running_site": accuracy(running, site.y), "curves": curves}
     compare = json.loads(args.compare.read_text().strip().splitlines()[-1]) if args.compare else None

@@ -219,7 +219,6 @@ def assemble_window(
     from station.decisions import DecisionDesk
     from station.events import open_publisher
     from station.handsfree import HandsFree
-    from station.trust import SiteTrust
     from station.ui.main_window import MainWindow
     from station.workers import CaptureWorker, InferenceWorker, StorageWorker
 
@@ -229,7 +228,7 @@ def assemble_window(
     storage = StorageWorker(settings.data_dir, settings.station_name, database_url=settings.database_url)
     desk = DecisionDesk(classifier.labels, settings.station_name, settings.threshold)
     hands = HandsFree(settings.mode, settings.auto_threshold, settings.auto_delay,
-                      trust=SiteTrust(settings.auto_trust_checks, settings.auto_trust_precision))
+                      trust_checks=settings.auto_trust_checks, trust_precision=settings.auto_trust_precision)
     publisher = open_publisher(settings.mqtt_url, settings.events_file, settings.station_name, settings.data_dir,
                                shared=bool(settings.database_url))
     window = MainWindow(desk, capture, inference, storage, demo_reason, retrain_job,

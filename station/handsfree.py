@@ -67,7 +67,8 @@ class HandsFree:
         auto_delay: float = 1.0,
         session: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        trust: SiteTrust | None = None,
+        trust_checks: int = 0,
+        trust_precision: float = 0.8,
     ) -> None:
         check_mode(mode)
         if not 0.0 <= auto_threshold <= 1.0:
@@ -79,7 +80,8 @@ class HandsFree:
         self.auto_delay = auto_delay
         self.session = session or datetime.now().strftime("%Y%m%dT%H%M%S")
         self.clock = clock
-        self.trust = trust if trust is not None else SiteTrust(checks_needed=0)  # none given: the threshold alone
+        # 0 checks: the threshold alone. The station passes its settings (auto_trust_checks, auto_trust_precision).
+        self.trust = SiteTrust(trust_checks, trust_precision, auto_threshold)
         self.queue: deque[Item] = deque()
         self._last_decided: Item | None = None
 
@@ -159,7 +161,7 @@ class HandsFree:
         """Where the item's predicted class stands with the operator at the auto threshold (None: not classified)."""
         if item.prediction is None:
             return None
-        return self.trust.standing(item.prediction.label, self.auto_threshold)
+        return self.trust.standing(item.prediction.label)
 
     def trust_changed(self) -> None:
         """New checks came in: the item on screen may now count down."""
@@ -170,7 +172,7 @@ class HandsFree:
         item = self.current
         if (self.mode != AUTO_MODE or item is None or item.prediction is None or item.due is not None
                 or item.touches or item.prediction.confidence < self.auto_threshold
-                or not self.trust.trusted(item.prediction.label, self.auto_threshold)):
+                or not self.trust.trusted(item.prediction.label)):
             return
         item.due = self.clock() + (0.0 if item.left else self.auto_delay)
 

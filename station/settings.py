@@ -60,10 +60,11 @@ class Settings:
     mode: str = "manual"  # "manual" (a key per item), "assist" (held until the operator decides), "auto"
     auto_threshold: float = 0.9  # auto mode: confirmed by the station at or above this confidence
     auto_delay: float = 1.0  # auto mode: seconds the operator has to step in before it confirms
-    # Auto mode confirms a class by itself only once this many of the operator's checks of the running model's
-    # answers naming it (at or above auto_threshold) were right at least auto_trust_precision of the time; 0 = off.
+    # Auto mode confirms a class by itself only once at least this many of the operator's checks of the running
+    # model's answers naming it (at or above auto_threshold) make it 95 % sure that at least auto_trust_precision
+    # of them are right (station.trust); 0 = off.
     auto_trust_checks: int = 10
-    auto_trust_precision: float = 0.9
+    auto_trust_precision: float = 0.8
     learn_from_auto: bool = False  # retraining learns from auto-confirmed decisions too (its own unchecked guesses)
     bins: Mapping[str, str] = field(default_factory=dict)  # class -> bin; a class not named is its own bin
     mqtt_url: str = ""  # mqtt://host[:port]; "" = no broker: events as JSON lines to events_file

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from station.statistics import Statistics, StatsFilter, compute_statistics, covered_decisions
 from station.storage import ACTIVE, DISCARDED, DecisionRecord, NewDecision, Storage, VersionRecord, queries
-from station.trust import Check, decision_check
+from station.trust import Check, SiteTrust, decision_check
 
 T = TypeVar("T")
 Job = Callable[[Storage], T]
@@ -195,12 +195,13 @@ def review(limit: int) -> Job[list[HistoryEntry]]:
     return job
 
 
-def trust_checks(station: str, version: str) -> Job[list[tuple[int, Check]]]:
-    """The operator's checks of model ``version``'s answers at this station, oldest first (auto mode's trust)."""
+def trust_checks(station: str, version: str, labels: tuple[str, ...], trust: SiteTrust) -> Job[list[tuple[int, Check]]]:
+    """The operator's newest checks of model ``version``'s answers at this station, as many of each class as
+    ``trust`` keeps, oldest first (auto mode's trust)."""
 
     def job(storage: Storage) -> list[tuple[int, Check]]:
-        found = ((record.id, decision_check(record, version))
-                 for record in storage.decisions(model_version=version, station=station))
-        return [(decision_id, check) for decision_id, check in found if check is not None]
+        found = [(record.id, decision_check(record, version)) for label in labels
+                 for record in storage.recent_answers(station, version, label, trust.threshold, trust.window)]
+        return sorted(((i, check) for i, check in found if check is not None), key=lambda pair: pair[0])
 
     return job

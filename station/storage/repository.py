@@ -57,6 +57,7 @@ from station.storage.records import (
     CANDIDATE,
     IMPORTED,
     KINDS,
+    DecisionKind,
     DecisionRecord,
     NewDecision,
     VersionRecord,
@@ -365,6 +366,20 @@ class Storage:
         """Newest first (insertion order), optionally of one station only."""
         query = select(Decision).order_by(Decision.id.desc()).limit(max(0, limit))
         return self._records(query if station is None else query.where(Decision.station == station))
+
+    def recent_answers(
+        self, station: str, model_version: str, predicted_label: str, min_confidence: float, limit: int
+    ) -> list[DecisionRecord]:
+        """The operator's newest decisions (not the station's own, kind auto) on answers of model ``model_version``
+        at ``station`` naming ``predicted_label`` at or above ``min_confidence``, newest first, at most ``limit``."""
+        query = (
+            select(Decision).options(defer(Decision.embedding))
+            .where(Decision.station == station, Decision.model_version == model_version,
+                   Decision.predicted_label == predicted_label, Decision.confidence >= min_confidence,
+                   Decision.kind != DecisionKind.AUTO)
+            .order_by(Decision.id.desc()).limit(max(0, limit))
+        )
+        return self._records(query)
 
     def all_decisions(self, holdout: bool | None = None) -> list[DecisionRecord]:
         """Oldest first, with embeddings; ``holdout=False`` gives the retraining pool, ``True`` the evaluation set."""

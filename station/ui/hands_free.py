@@ -100,7 +100,7 @@ class HandsFreeDesk(QObject):
         if self.hands.mode == AUTO_MODE:
             text += f" (≥ {self.hands.auto_threshold:.0%}, {self.hands.auto_delay:g} s"
             if self.hands.trust.enabled:
-                trusted = [c for c in self.window.desk.labels if self.hands.trust.trusted(c, self.hands.auto_threshold)]
+                trusted = [c for c in self.window.desk.labels if self.hands.trust.trusted(c)]
                 text += f"; trusted: {', '.join(trusted) or 'none yet'}"
             text += ")"
         if self.hands.active and len(self.hands.queue) > 1:
@@ -160,11 +160,11 @@ class HandsFreeDesk(QObject):
                 self.hands.trust.reset([*retrained, *live])
                 self._trust_changed()
 
-        self.window.storage.submit(trust_checks(self.window.desk.station, classifier.version), loaded, write=False)
+        job = trust_checks(self.window.desk.station, classifier.version, self.window.desk.labels, self.hands.trust)
+        self.window.storage.submit(job, loaded, write=False)
 
-    def _record_check(self, record: DecisionRecord) -> None:
-        self.hands.trust.record(record.id, decision_check(record, self.window.inference.classifier.version))
-        self._trust_changed()
+    def _check_of(self, record: DecisionRecord) -> Check | None:
+        return decision_check(record, self.window.inference.classifier.version)
 
     def _trust_changed(self) -> None:
         self.hands.trust_changed()
@@ -174,11 +174,13 @@ class HandsFreeDesk(QObject):
     # ---- decisions stored
 
     def on_decision_saved(self, record: DecisionRecord) -> None:
-        self._record_check(record)
+        self.hands.trust.record(record.id, self._check_of(record))
+        self._trust_changed()
         self._publish(record, decision_event(record, self.bins.of(record.operator_label)), "saved")
 
     def on_decision_relabelled(self, record: DecisionRecord) -> None:
-        self._record_check(record)
+        self.hands.trust.update(record.id, self._check_of(record))
+        self._trust_changed()
 
     def on_decision_removed(self, record: DecisionRecord) -> None:
         self.hands.trust.forget(record.id)

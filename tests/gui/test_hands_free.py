@@ -108,9 +108,10 @@ def test_an_undone_decision_is_retracted_at_the_sorter_and_its_replacement_follo
 def test_auto_mode_confirms_a_class_alone_only_after_the_operators_checks(
     qtbot, windows, make_settings, image_folder, tiny_classifier
 ) -> None:
-    """Trust on (2 checks, all right): items wait for the operator until their class has 2 confirmed answers."""
+    """Trust on (at least 2 checks, 2 right of 2 make it 95 % sure of 42 %): items wait for the operator until their
+    class has 2 confirmed answers."""
     settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, interval=0.2, auto_trust_checks=2,
-                             auto_trust_precision=1.0)
+                             auto_trust_precision=0.4)
     window = start_window(qtbot, windows, settings, tiny_classifier)
     hands = window.hands_free.hands
     qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
@@ -145,10 +146,10 @@ def test_a_retrained_model_brings_its_checks_and_goes_alone_from_the_start(
     shutil.copytree(tiny_bundle_path, bundle)
     metrics = json.loads((bundle / "metrics.json").read_text()) if (bundle / "metrics.json").is_file() else {}
     labels = json.loads((bundle / "labels.json").read_text())
-    metrics[SITE_CHECKS] = [{"predicted": c, "confidence": 0.99, "right": True} for c in labels for _ in range(3)]
+    metrics[SITE_CHECKS] = [{"predicted": c, "confidence": 0.99, "right": True} for c in labels for _ in range(11)]
     (bundle / "metrics.json").write_text(json.dumps(metrics))
-    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, auto_trust_checks=3,
-                             model=str(bundle))
+    settings = make_settings(mode="auto", auto_threshold=0.0, auto_delay=0.0, auto_trust_checks=10,
+                             auto_trust_precision=0.8, model=str(bundle))  # 11 right of 11: sure of 80 %
     window = start_window(qtbot, windows, settings, Classifier.load(bundle))
     qtbot.waitUntil(lambda: window.capture.loop.state == "ended" and window.storage.pending == 0
                     and len(rows(settings.data_dir)) == 6, timeout=WAIT_MS * 2)

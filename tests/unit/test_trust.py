@@ -9,7 +9,7 @@ import pytest
 
 from station.handsfree import COUNTDOWN, WAITING, HandsFree
 from station.storage import AUTO, DecisionKind, DecisionRecord
-from station.trust import Check, SiteTrust, bundle_checks, decision_check
+from station.trust import Check, SiteTrust, Standing, bundle_checks, decision_check, lower_bound
 from tests.unit.test_handsfree import Clock, FakePrediction, desk_decision, frame, settle_and_classify
 from training.gate import SITE_CHECKS, site_checks
 
@@ -24,45 +24,61 @@ def trust_of(all_checks: list[Check], **kwargs: float) -> SiteTrust:
     return trust
 
 
-def test_a_class_is_trusted_once_enough_checks_were_right() -> None:
-    assert not trust_of(checks("glass", 9, 0)).trusted("glass", 0.9)  # 9 checks: one short
-    assert trust_of(checks("glass", 10, 0)).trusted("glass", 0.9)
-    assert trust_of(checks("glass", 18, 2)).trusted("glass", 0.9)  # 90 % right
-    assert not trust_of(checks("glass", 17, 3)).trusted("glass", 0.9)  # 85 %
-    assert not trust_of(checks("glass", 10, 0)).trusted("metal", 0.9)  # each class earns its own
+def test_a_class_is_trusted_once_its_checks_make_the_precision_sure() -> None:
+    """At 0.8: 95 % sure that at least 80 % are right. 11 right in a row, 19 of 20, 45 of 50."""
+    assert not trust_of(checks("glass", 10, 0)).trusted("glass")  # 10 of 10 could be luck
+    assert trust_of(checks("glass", 11, 0)).trusted("glass")
+    assert trust_of(checks("glass", 19, 1)).trusted("glass")
+    assert not trust_of(checks("glass", 18, 2)).trusted("glass")  # 90 % right, but not sure enough
+    assert trust_of(checks("glass", 45, 5)).trusted("glass")
+    assert not trust_of(checks("glass", 44, 6)).trusted("glass")
+    assert not trust_of(checks("glass", 11, 0)).trusted("metal")  # each class earns its own
+    assert not trust_of(checks("glass", 5, 0), checks_needed=10, precision=0.0).trusted("glass")  # a minimum count
+
+
+def test_the_lower_bound_is_wilsons() -> None:
+    from scipy.stats import binomtest
+
+    for right, n in ((0, 5), (9, 10), (45, 50), (50, 50)):
+        expected = binomtest(right, n).proportion_ci(0.90, method="wilson").low  # two-sided 90 % = one-sided 95 %
+        assert lower_bound(right, n) == pytest.approx(expected, abs=1e-4)
+    assert lower_bound(0, 0) == 0.0
 
 
 def test_only_checks_at_or_above_the_threshold_count() -> None:
-    trust = trust_of(checks("glass", 10, 0, confidence=0.7) + checks("glass", 5, 0, confidence=0.95))
-    assert trust.standing("glass", 0.9).checks == 5 and not trust.trusted("glass", 0.9)
-    assert trust.standing("glass", 0.6).checks == 15 and trust.trusted("glass", 0.6)
+    mixed = checks("glass", 10, 0, confidence=0.7) + checks("glass", 5, 0, confidence=0.95)
+    strict = trust_of(mixed, threshold=0.9)
+    assert strict.standing("glass").checks == 5 and not strict.trusted("glass")
+    lenient = trust_of(mixed, threshold=0.6)
+    assert lenient.standing("glass").checks == 15 and lenient.trusted("glass")
 
 
 def test_recent_wrong_answers_take_the_trust_back() -> None:
     """The window holds the newest checks: a site that changed shows in them, however long the good record."""
     trust = trust_of(checks("glass", 200, 0), window=50)
-    assert trust.trusted("glass", 0.9)
+    assert trust.trusted("glass") and trust.standing("glass").checks == 50  # no more kept than the window
     for key in range(200, 206):
         trust.record(key, Check("glass", 0.97, False))
-    standing = trust.standing("glass", 0.9)
-    assert (standing.checks, standing.right, standing.trusted) == (50, 44, False)
+    standing = trust.standing("glass")
+    assert (standing.checks, standing.right, standing.trusted) == (50, 44, False)  # 45 of 50 would do
 
 
 def test_an_undone_or_relabelled_decision_changes_its_own_check() -> None:
-    trust = trust_of(checks("glass", 10, 0))
+    trust = trust_of(checks("glass", 11, 0))
     trust.forget(3)
-    assert not trust.trusted("glass", 0.9)  # 9 left
+    assert not trust.trusted("glass")  # 10 left
     trust.record(3, Check("glass", 0.95, True))
-    assert trust.trusted("glass", 0.9)
-    trust.record(0, Check("glass", 0.95, False))  # relabelled: now a wrong answer, in its old place
-    trust.record(1, Check("glass", 0.95, False))
-    assert trust.standing("glass", 0.9).right == 8 and not trust.trusted("glass", 0.9)
-    trust.record(1, None)  # no longer a check at all
-    assert trust.standing("glass", 0.9).checks == 9
+    assert trust.trusted("glass")
+    trust.update(0, Check("glass", 0.95, False))  # relabelled: now a wrong answer, in its old place
+    assert trust.standing("glass").right == 10 and not trust.trusted("glass")
+    trust.update(0, None)  # no longer a check at all
+    assert trust.standing("glass").checks == 10
+    trust.update(99, Check("glass", 0.95, True))  # a decision not kept (older than the window) stays out
+    assert trust.standing("glass").checks == 10
 
 
 def test_zero_checks_needed_turns_the_rule_off() -> None:
-    assert SiteTrust(checks_needed=0).trusted("glass", 0.9)
+    assert SiteTrust(checks_needed=0).trusted("glass")
 
 
 @pytest.mark.parametrize("kwargs", [{"checks_needed": -1}, {"precision": 1.5}, {"checks_needed": 60, "window": 50}])
@@ -102,8 +118,10 @@ def test_a_retrained_bundle_brings_its_cross_validated_checks() -> None:
 
 def test_auto_mode_holds_an_untrusted_class_until_the_checks_come_in() -> None:
     clock = Clock()
-    trust = SiteTrust(checks_needed=3, precision=1.0, window=10)
-    hands = HandsFree("auto", auto_threshold=0.8, auto_delay=1.0, session="s", clock=clock, trust=trust)
+    # 3 right of 3 make the station 95 % sure of 53 % at least
+    hands = HandsFree("auto", auto_threshold=0.8, auto_delay=1.0, session="s", clock=clock, trust_checks=3,
+                      trust_precision=0.5)
+    trust = hands.trust
     first = settle_and_classify(hands, clock, 1, 0.97)
     item = hands.current
     assert item is not None and item.state == WAITING  # confident, but glass has no checks yet
@@ -124,3 +142,34 @@ def test_auto_mode_holds_an_untrusted_class_until_the_checks_come_in() -> None:
     hands.item_settled(3, shown)  # type: ignore[arg-type]
     hands.classified(FakePrediction(shown, 0.95, "metal"))  # type: ignore[arg-type]
     assert hands.current is not None and hands.current.state == WAITING  # metal has earned nothing
+
+
+def test_the_trust_job_reads_only_the_newest_checks_that_count(tmp_path) -> None:
+    """Per class, the newest checks of this model at this station at or above the threshold, and no more than
+    the window: a model that has run for months loads in a few small queries."""
+    import numpy as np
+
+    from station.storage import NewDecision, Storage
+    from station.storage_jobs import trust_checks
+
+    def saved(storage: Storage, seed: int, **fields: object) -> int:
+        image = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        values: dict[str, object] = {"image": image, "predicted_label": "glass", "confidence": 0.95,
+                                     "probabilities": {}, "operator_label": "glass", "model_version": "v2",
+                                     "station": "s1"}
+        values.update(fields)
+        return storage.save(NewDecision(**values)).id  # type: ignore[arg-type]
+
+    trust = SiteTrust(checks_needed=2, precision=0.3, threshold=0.9, window=3)
+    with Storage(tmp_path / "data", "s1") as storage:
+        glass = [saved(storage, i) for i in range(5)]
+        wrong = saved(storage, 10, operator_label="metal")
+        metal = saved(storage, 11, predicted_label="metal")
+        ignored = [saved(storage, 20, confidence=0.5), saved(storage, 21, kind=AUTO),
+                   saved(storage, 22, model_version="v1"), saved(storage, 23, station="s2")]
+        found = trust_checks("s1", "v2", ("glass", "metal", "paper"), trust)(storage)
+    assert [i for i, _ in found] == [glass[3], glass[4], wrong, metal]  # oldest first, 3 glass at most
+    assert not set(ignored) & {i for i, _ in found}
+    trust.reset(found)
+    assert trust.standing("glass") == Standing("glass", 3, 2, False) and trust.trusted("metal") is False
+    assert lower_bound(3, 3) >= 0.3 > lower_bound(2, 3)  # so glass's one wrong answer is what holds it back
