@@ -29,7 +29,7 @@ IMPORT_PROGRESS_EVERY = 100  # files between progress lines on stderr
 # The window's options: each overrides the settings key of the same name.
 GUI_OPTIONS = ("source", "interval", "threshold", "data_dir", "station_name", "model", "base_data",
                "auto_retrain_every", "inference_backend", "max_base_drop",
-               "mode", "auto_threshold", "auto_delay", "mqtt_url", "database_url")
+               "mode", "auto_threshold", "auto_delay", "auto_trust_checks", "mqtt_url", "database_url")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--auto-delay", dest="auto_delay", type=float,
                         help="auto mode: seconds to step in before it confirms "
                         f"(default: {default('auto_delay')})")
+    window.add_argument("--auto-trust-checks", dest="auto_trust_checks", type=int,
+                        help="auto mode: the operator's checks a class needs before it goes alone; 0: the threshold "
+                        f"alone (default: {default('auto_trust_checks')})")
     window.add_argument("--mqtt-url", dest="mqtt_url", help="broker for the decision events, e.g. mqtt://host:1883 "
                         f"(default: {default('mqtt_url', 'none: JSON lines')})")
     parser.add_argument("-v", "--verbose", action="store_true",

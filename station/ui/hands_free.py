@@ -254,7 +254,8 @@ class HandsFreeDesk(QObject):
         if (self.hands.mode != AUTO_MODE or item.touches or standing is None or standing.trusted
                 or item.prediction is None or item.prediction.confidence < self.hands.auto_threshold):
             return ""
-        return f" ({standing.label} not trusted yet: {standing.right} of {standing.checks} checks right)"
+        done = f"{standing.right} of {standing.checks} checks right" if standing.checks else "no checks yet"
+        return f"\n{standing.label} not trusted yet: {done}"
 
     def close(self) -> None:
         """After the storage thread has ended: its last ``decision_saved`` signals are still queued for this

@@ -214,8 +214,12 @@ class VideoView(QWidget):
         painter.setPen(text_color_on(color))
         painter.setFont(self._font(40 * scale, bold=True))
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"→ {bin_name.upper()}")
-        if overlay.item_state:
-            state = QRectF(rect.left(), rect.bottom() + 8 * scale, rect.width(), 34 * scale)
+        if overlay.item_state:  # one line, or two with the reason the station waits
+            font = self._font(14 * scale, bold=True)
+            flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+            needed = QFontMetrics(font).boundingRect(0, 0, int(rect.width() - 20 * scale), 10_000, flags,
+                                                     overlay.item_state).height()
+            state = QRectF(rect.left(), rect.bottom() + 8 * scale, rect.width(), max(34 * scale, needed + 12 * scale))
             self._pill(painter, state, overlay.item_state, overlay.item_state_color or QColor("#2980b9"), 14 * scale)
 
     def _strip(self, painter: QPainter, y: float, text: str, color: QColor, scale: float,
@@ -235,12 +239,13 @@ class VideoView(QWidget):
         return height
 
     def _pill(self, painter: QPainter, rect: QRectF, text: str, color: QColor, size: float) -> None:
+        radius = min(rect.height(), 40.0) / 2  # a tall (two-line) pill keeps the one-line pill's round ends
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(color)
-        painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+        painter.drawRoundedRect(rect, radius, radius)
         painter.setPen(text_color_on(color))
         painter.setFont(self._font(size, bold=True))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        painter.drawText(rect.adjusted(8, 0, -8, 0), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
 
     def _text_box(self, painter: QPainter, rect: QRectF, text: str, color: QColor, size: float) -> None:
         painter.setPen(QColor("#aaaaaa"))

@@ -29,6 +29,7 @@ def test_sigterm_saves_the_queued_decisions_and_exits_cleanly(tmp_path: Path, re
         sys.executable, "-m", "station", "--station-name", "line", "--source", str(camera), "--interval", "1",
         "--data-dir", str(data_dir), "--model", str(retrainable_bundle), "--inference-backend", "keras",
         "--mode", "auto", "--auto-threshold", "0", "--auto-delay", "0.2", "--auto-retrain-every", "0",
+        "--auto-trust-checks", "0",  # deciding by itself from the first item (no operator here to earn trust)
     ]
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT),
            "XDG_CONFIG_HOME": str(tmp_path / "config")}  # never the user's settings

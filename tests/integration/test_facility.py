@@ -66,6 +66,7 @@ def station_command(name: str, camera: Path, data_dir: Path, url: str, bundle: P
         "--data-dir", str(data_dir), "--database-url", url, "--model", str(bundle),
         # hands-free: every photo is an item, confirmed by the station whatever its confidence; no key needed
         "--mode", "auto", "--auto-threshold", "0", "--auto-delay", AUTO_DELAY_S,
+        "--auto-trust-checks", "0",  # no operator here to earn the trust: every item goes alone
         # the stations must not retrain by themselves: the retraining here is the third process's
         "--auto-retrain-every", "0",
         # Keras only: converting each model to LiteRT would double the CPU time and is not what this test is about
