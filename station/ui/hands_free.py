@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer
-from PySide6.QtGui import QColor, QKeySequence
+from PySide6.QtGui import QColor, QImage, QKeySequence
 from PySide6.QtWidgets import QApplication, QLabel
 
 from station.arrival import ARRIVING, LEFT, SETTLED, SETTLED_EVENT, ArrivalEvent, ArrivalView
@@ -25,6 +25,7 @@ from station.storage import NewDecision
 from station.storage_jobs import trust_checks
 from station.trust import bundle_checks, decision_check
 from station.ui.colors import class_color
+from station.ui.images import to_qimage
 from station.ui.keys import bind_key
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class HandsFreeDesk(QObject):
         self.view: ArrivalView | None = None
         self._decided_items: dict[int, str] = {}  # detector item number -> bin, while it is still in view
         self._cued: object | None = None  # the item the operator was last alerted to
+        self._held: tuple[Item, QImage] | None = None  # the item on screen and its settled frame, as an image
         self.timer = QTimer(self, singleShot=True)
         self.timer.timeout.connect(self._on_due)
         self.countdown = QTimer(self, interval=100)  # redraws the seconds left
@@ -229,7 +231,7 @@ class HandsFreeDesk(QObject):
         if overlay is not None:
             self.window.video.set_overlay(dataclasses.replace(
                 overlay, bin=bin_name, bin_color=class_color(self.bins.colour_class(bin_name), 0),
-                item_state=state, item_state_color=color))
+                item_state=state, item_state_color=color, held_image=self._held_image(item)))
         if item.state == WAITING and self._cued is not item:  # the operator is needed: say so once per item
             self._cued = item
             QApplication.beep()
@@ -240,6 +242,14 @@ class HandsFreeDesk(QObject):
         elif not self.timer.isActive():
             self.timer.start(max(0, round((due - time.monotonic()) * 1000)))
             self.countdown.start()
+
+    def _held_image(self, item: Item) -> QImage | None:
+        """The item's settled frame once the live view shows something else: it has left, or others wait behind it."""
+        if not (item.left or len(self.hands.queue) > 1):
+            return None
+        if self._held is None or self._held[0] is not item:  # converted once per item, not per redraw
+            self._held = (item, to_qimage(item.frame.image))
+        return self._held[1]
 
     def _item_state(self, item: Item) -> tuple[str, QColor]:
         if item.state == COUNTDOWN and item.due is not None:
@@ -254,8 +264,8 @@ class HandsFreeDesk(QObject):
         if (self.hands.mode != AUTO_MODE or item.touches or standing is None or standing.trusted
                 or item.prediction is None or item.prediction.confidence < self.hands.auto_threshold):
             return ""
-        done = f"{standing.right} of {standing.checks} checks right" if standing.checks else "no checks yet"
-        return f"\n{standing.label} not trusted yet: {done}"
+        done = f"{standing.right} of {standing.checks} right" if standing.checks else "no checks"
+        return f"\n{standing.label} not trusted: {done}"
 
     def close(self) -> None:
         """After the storage thread has ended: its last ``decision_saved`` signals are still queued for this

@@ -25,6 +25,7 @@ class Overlay:
     bin_color: QColor | None = None
     item_state: str | None = None  # hands-free: e.g. "AUTO in 0.6 s — Esc holds", "WAITING FOR YOU"
     item_state_color: QColor | None = None
+    held_image: QImage | None = None  # hands-free: the item being decided, when the live view no longer shows it
 
 
 class VideoView(QWidget):
@@ -221,6 +222,24 @@ class VideoView(QWidget):
                                                      overlay.item_state).height()
             state = QRectF(rect.left(), rect.bottom() + 8 * scale, rect.width(), max(34 * scale, needed + 12 * scale))
             self._pill(painter, state, overlay.item_state, overlay.item_state_color or QColor("#2980b9"), 14 * scale)
+            if overlay.held_image is not None and not overlay.held_image.isNull():
+                self._paint_held(painter, overlay.held_image, state.bottom() + 8 * scale, rect, scale)
+
+    def _paint_held(self, painter: QPainter, image: QImage, top: float, column: QRectF, scale: float) -> None:
+        """The settled frame of the item being decided, under its state, when the live picture shows another."""
+        caption = QRectF(column.left(), top, column.width(), 22 * scale)
+        top = caption.bottom() + 4 * scale
+        height = min(column.width() * image.height() / max(1, image.width()), self.height() - top - 40 * scale)
+        if height < 40 * scale:
+            return
+        painter.setPen(QColor("white"))
+        painter.setFont(self._font(12 * scale, bold=True))
+        painter.drawText(caption, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, "You are deciding:")
+        frame = QRectF(column.left(), top, height * image.width() / max(1, image.height()), height)
+        painter.drawImage(frame, image)
+        painter.setPen(QPen(QColor("white"), 2))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(frame)
 
     def _strip(self, painter: QPainter, y: float, text: str, color: QColor, scale: float,
                from_bottom: bool = False) -> float:

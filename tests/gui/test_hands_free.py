@@ -57,6 +57,9 @@ def test_an_uncertain_item_waits_for_a_key_and_the_next_does_not_replace_it(
     first = hands.current
     qtbot.waitUntil(lambda: len(hands.queue) >= 2, timeout=WAIT_MS)  # the slideshow goes on: a second item
     assert hands.current is first and window.desk.shown is first.prediction  # still the first on screen
+    # the live picture shows the next item: its own settled frame is shown beside the decision
+    held = window.video._overlay.held_image
+    assert held is not None and (held.width(), held.height()) == first.frame.image.shape[1::-1]
     assert rows(settings.data_dir) == []  # nothing decided without the operator
     assert "WAITING FOR YOU" in (window.video._overlay.item_state or "")
     with qtbot.waitSignal(window.decision_saved, timeout=WAIT_MS):
@@ -115,7 +118,7 @@ def test_auto_mode_confirms_a_class_alone_only_after_the_operators_checks(
     window = start_window(qtbot, windows, settings, tiny_classifier)
     hands = window.hands_free.hands
     qtbot.waitUntil(lambda: hands.current is not None and hands.current.state == WAITING, timeout=WAIT_MS)
-    assert "not trusted yet: no checks yet" in (window.video._overlay.item_state or "")
+    assert "not trusted: no checks" in (window.video._overlay.item_state or "")
     assert "trusted: none yet" in window.hands_free.mode_label.text()
 
     def decided_alone() -> bool:
