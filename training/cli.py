@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("warmup_epochs", "from scratch: learning-rate warm-up epochs"),
         ("val_fraction", "share of each class for validation"),
         ("test_fraction", "share of each class held out for the test"),
-        ("init_from", "start from this bundle's weights (continue a run)"),
+        ("init_from", "start from this bundle's weights (continue a run); only its backbone when its classes differ"),
     ]:
         default = getattr(defaults, name)
         train.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,

@@ -38,6 +38,7 @@ from training.evaluate import evaluate_bundle, plot_curves
 from training.files import make_work_folder, replace_folder, write_json
 from training.lite import BACKBONE_FILE, add_backbone_file
 from training.model import (
+    backbone_of,
     build_model,
     export_model,
     load_bundle,
@@ -176,7 +177,7 @@ def fit_phases(
     weights_arg = None if config.weights == "none" else config.weights
     model = build_model(num_classes, weights_arg, None, config.dropout, freeze_backbone=not config.from_scratch)
     if config.init_from and not state.epoch_files:
-        model.set_weights(load_bundle(config.init_from).model.get_weights())
+        start_from_bundle(model, config.init_from)
     phases = plan_phases(config)
     cosine_epochs = sum(p.epochs for p in phases if p.cosine)
     sample_weights = np.array([weights[int(y)] for y in y_train], dtype=np.float32)
@@ -230,6 +231,18 @@ def fit_phases(
         rows = rows + phase.history
     load_best(model, run_folder)
     return model, rows
+
+
+def start_from_bundle(model: keras.Model, folder: str) -> None:
+    """Copy a bundle's weights into ``model``: all of them when it has the same classes, else its backbone
+    only (the head starts fresh), so a TrashNet bundle can go back to pretraining on a broad set."""
+    source = load_bundle(folder).model
+    if source.output_shape == model.output_shape:
+        model.set_weights(source.get_weights())
+        return
+    backbone_of(model).set_weights(backbone_of(source).get_weights())
+    log.info(f"{folder} has {source.output_shape[-1]} classes, this run {model.output_shape[-1]}: "
+             "starting from its backbone, with a new head")
 
 
 def train_pipeline(

@@ -227,3 +227,27 @@ def test_export_backbone_wants_a_keras_weights_file_name(tiny_bundle_path: Path,
     code, _, err = run_cli(["export-backbone", str(tiny_bundle_path), str(tmp_path / "backbone.h5")])
     assert code == 2 and "must end in .weights.h5" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_bundle_of_other_classes_starts_a_run_with_its_backbone_and_a_new_head(
+    tiny_bundle_path: Path, six_class_bundle: Path
+) -> None:
+    """--init-from a six-class bundle into a three-class run: the backbone is copied, the head is not."""
+    import numpy as np
+
+    from training.model import OUTPUT_LAYER, backbone_of, build_model, load_bundle
+    from training.train import start_from_bundle
+
+    model = build_model(3, None, 32, freeze_backbone=False)
+    head_before = model.get_layer(OUTPUT_LAYER).get_weights()
+    start_from_bundle(model, str(six_class_bundle))
+    source = backbone_of(load_bundle(six_class_bundle).model).get_weights()
+    copied = backbone_of(model).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(copied, source, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_layer(OUTPUT_LAYER).get_weights(), head_before,
+                                                    strict=True))
+
+    same_classes = build_model(3, None, 32, freeze_backbone=False)
+    start_from_bundle(same_classes, str(tiny_bundle_path))  # same classes: every weight, head included
+    tiny = load_bundle(tiny_bundle_path).model
+    assert all(np.array_equal(a, b) for a, b in zip(same_classes.get_weights(), tiny.get_weights(), strict=True))
