@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 OUTLINE_COLORS = {ARRIVING: QColor("#f1c40f"), SETTLED: QColor("#ffffff"), "decided": QColor("#27ae60")}
 WAITING_ORANGE = QColor("#e67e22")
-MODE_HELP = {"manual": "a key per item", "assist": "each item held for you", "auto": "confident items go alone"}
+MODE_HELP = {"manual": "a key per item", "assist": "each item held for you",
+             "auto": "confident, trusted items go alone"}
 
 
 class HandsFreeDesk(QObject):

@@ -76,8 +76,9 @@ class StationStatusBar(QStatusBar):
         labels["capture"].setVisible(not self.feed_note)
         labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
         classifier = self.inference.classifier
-        labels["inference"].setText(
-            f"inference {self.inference.fps:.1f} fps, {self.latency_ms:.0f} ms ({classifier.backend})")
+        # A slideshow's rate is its interval, not the model's speed: the time per prediction says that.
+        rate = "" if self.feed_note else f"{self.inference.fps:.1f} fps, "
+        labels["inference"].setText(f"inference {rate}{self.latency_ms:.0f} ms ({classifier.backend})")
         labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")
         labels["model"].setText(f"model {classifier.version}")
         labels["today"].setText(f"today {self.decisions_today} ({date.today():%d %b})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -153,6 +154,10 @@ def test_unopenable_camera_falls_back_to_the_demo_feed(
     wait_for_prediction(qtbot, window)
     qtbot.waitUntil(lambda: "demo, one image every 0.5 s" in window.status.labels["camera"].text(), timeout=WAIT_MS)
     assert window.status.labels["capture"].isHidden()  # a slideshow has no capture rate worth showing
+    # nor an inference rate (its interval's): the time per prediction is shown alone
+    qtbot.waitUntil(lambda: window.status.latency_ms > 0, timeout=WAIT_MS)
+    window.status.refresh()
+    assert re.fullmatch(r"inference \d+ ms \(\w+\)", window.status.labels["inference"].text())
     assert window.desk.shown.frame.name.startswith("item")
 
 
