@@ -33,7 +33,8 @@ ALL_VERSIONS = "All versions"
 ALL_STATIONS = "All stations"
 RANGES = ("All time", "Today", "Last 7 days", "Last 30 days", "Custom")
 COLUMNS = ("class", "today", "in range", "agreement")
-THROUGHPUT_COLUMNS = ("hour", "items", "items/min", "auto", "touches/item", "settle→decision (median)")
+# Two-line headers: the panel is ~460 px wide, one-line ones were cut ("ouches/item").
+THROUGHPUT_COLUMNS = ("hour", "items", "items\nper min", "auto", "touches\nper item", "settle→\ndecision")
 MAX_TICK_LABELS = 12
 
 
@@ -135,6 +136,7 @@ class StatisticsView(QDialog):
         self.throughput.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.throughput.verticalHeader().setVisible(False)
         self.throughput.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.throughput.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.throughput.setToolTip("Sorting pace per hour: items per minute between the hour's first and last "
                                    "decision, share decided by the station alone (auto mode), operator key presses "
                                    "per item, median time from the item settling to its decision")

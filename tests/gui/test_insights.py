@@ -27,6 +27,18 @@ def table(view) -> list[list[str]]:
             for r in range(view.table.rowCount())]
 
 
+def cut_headers(table_widget) -> list[str]:
+    """Column headers wider than their column (Qt elides them: "touches/item" was shown as "ouches/item")."""
+    header = table_widget.horizontalHeader()
+    metrics = header.fontMetrics()
+    cut = []
+    for col in range(table_widget.columnCount()):
+        text = table_widget.horizontalHeaderItem(col).text()
+        if max(metrics.horizontalAdvance(line) for line in text.split("\n")) > header.sectionSize(col):
+            cut.append(text)
+    return cut
+
+
 def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings, image_folder, tiny_classifier):
     settings = make_settings()
     fx.fill(settings.data_dir)
@@ -43,6 +55,7 @@ def test_statistics_view_shows_the_fixture_numbers(qtbot, windows, make_settings
     timeline = view.timeline_figure.axes[0]
     assert [t.get_text() for t in timeline.texts] == ["v1", "r1"]  # version marks on the trend
     assert box_items(view.version_box) == ["All versions", "r1", "v1"]
+    assert cut_headers(view.table) == [] and cut_headers(view.throughput) == []
 
     view.version_box.setCurrentText("r1")  # the filter asks again by itself
     storage_done(qtbot, window)
