@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+from numpy.typing import NDArray
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence
+from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import QDialog, QLabel, QListView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from station.storage import DecisionRecord
@@ -24,6 +26,19 @@ def grid_size(metrics: QFontMetrics, labels: tuple[str, ...]) -> QSize:
     widest = max(metrics.horizontalAdvance(line) for line in (
         f"operator: {longest}", f"model: {longest}", "#000000 · 100% ⚠", f"✔ {longest}"))
     return QSize(max(ICON_SIDE, widest) + 24, ICON_SIDE + CAPTION_LINES * metrics.lineSpacing() + 24)
+
+
+def cell_icon(thumbnail: NDArray[np.uint8], width: int) -> QIcon:
+    """The thumbnail centred on a transparent strip as wide as the caption: Qt wraps an icon-mode caption to its
+    icon's width, so a portrait photo's 96 px cut "operator: cardboard" to "operator: ..."."""
+    photo = to_pixmap(thumbnail).scaled(QSize(ICON_SIDE, ICON_SIDE), Qt.AspectRatioMode.KeepAspectRatio,
+                                        Qt.TransformationMode.SmoothTransformation)
+    canvas = QPixmap(max(width, photo.width()), ICON_SIDE)
+    canvas.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(canvas)
+    painter.drawPixmap((canvas.width() - photo.width()) // 2, (ICON_SIDE - photo.height()) // 2, photo)
+    painter.end()
+    return QIcon(canvas)
 
 
 def caption(record: DecisionRecord, uncertain: bool, reviewed: bool) -> str:
@@ -58,8 +73,10 @@ class ReviewDialog(QDialog):
             label.setTextFormat(Qt.TextFormat.PlainText)
         self.grid = QListWidget()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
-        self.grid.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
-        self.grid.setGridSize(grid_size(QFontMetrics(self.grid.font()), labels))
+        cell = grid_size(QFontMetrics(self.grid.font()), labels)
+        self.icon_width = cell.width() - 24
+        self.grid.setIconSize(QSize(self.icon_width, ICON_SIDE))
+        self.grid.setGridSize(cell)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setWordWrap(True)
@@ -76,7 +93,7 @@ class ReviewDialog(QDialog):
         self.grid.clear()
         self.records = {e.record.id: e.record for e in entries}
         for entry in entries:
-            item = QListWidgetItem(QIcon(to_pixmap(entry.thumbnail)), "")
+            item = QListWidgetItem(cell_icon(entry.thumbnail, self.icon_width), "")
             item.setData(ID_ROLE, entry.record.id)
             self.grid.addItem(item)
             self._paint(item, entry.record)
