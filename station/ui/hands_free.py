@@ -61,6 +61,7 @@ class HandsFreeDesk(QObject):
         self.mode_label = QLabel()
         self.mode_label.setTextFormat(Qt.TextFormat.PlainText)
         self.mode_label.setContentsMargins(8, 0, 8, 0)
+        self.mode_label.setMinimumWidth(1)  # its event path can be long: cut on a narrow screen (tooltip: all)
         window.statusBar().addPermanentWidget(self.mode_label)
         self.status_timer = QTimer(self, interval=1000)
         self.status_timer.timeout.connect(self._show_mode)
@@ -111,6 +112,7 @@ class HandsFreeDesk(QObject):
         if self.publisher is not None:
             text += f" · {self.publisher.describe()}"
         self.mode_label.setText(text)
+        self.mode_label.setToolTip(text)
 
     # ---- events from the workers
 

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent, QKeySequence
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QToolBar, QVBoxLayout, QWidget
 
 from station import storage_jobs as jobs
@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         self.camera_state = ("opening", "")
         self.colors = [class_color(name, i) for i, name in enumerate(desk.labels)]
         self.setWindowTitle("Sorting station")
-        self.resize(1280, 800)
+        self.resize(fitting_size(self, QSize(1280, 800)))
 
         self.video = VideoView()
         self.buttons = ClassButtons(desk.labels)
@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self.history.setFixedWidth(330)
         keys = QLabel(KEYS_HELP.format(n=len(desk.labels)))
         keys.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        keys.setWordWrap(True)  # on a narrow screen it takes two lines instead of widening the window
         keys.setStyleSheet("color: #555; font-size: 13px;")
         left = QVBoxLayout()
         left.addWidget(self.video, 1)
@@ -288,3 +289,11 @@ class MainWindow(QMainWindow):
         self.storage.stop()
         log.info("storage stopped; %d write(s) not done", self.storage.pending)
         self.hands_free.close()  # after storage: the last decisions' events are on their way
+
+
+def fitting_size(window: QWidget, wanted: QSize) -> QSize:
+    """``wanted``, shrunk to the screen's free area: a 1024 x 768 panel PC must see the whole window."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return wanted
+    return wanted.boundedTo(screen.availableGeometry().size())

@@ -14,6 +14,7 @@ from station.ui.plain_text import tooltip
 from station.workers import CaptureWorker, InferenceWorker
 
 FIELDS = ("learning", "camera", "capture", "inference", "dropped", "model", "today")
+LONG_FIELDS = {"learning", "camera", "model"}
 CAMERA_COLORS = {LIVE: "#27ae60", LOST: "#c0392b"}  # any other state: orange
 SLIDESHOW_BLUE = "#2980b9"
 
@@ -33,6 +34,8 @@ class StationStatusBar(QStatusBar):
         for name in FIELDS:
             label = QLabel()
             label.setContentsMargins(8, 0, 8, 0)
+            if name in LONG_FIELDS:  # on a narrow screen these are cut (never the window widened), not the counts
+                label.setMinimumWidth(1)
             self.addPermanentWidget(label)
             self.labels[name] = label
         inference.prediction_ready.connect(self._on_prediction_ready)
@@ -81,4 +84,5 @@ class StationStatusBar(QStatusBar):
         labels["inference"].setText(f"inference {rate}{self.latency_ms:.0f} ms ({classifier.backend})")
         labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")
         labels["model"].setText(f"model {classifier.version}")
+        labels["model"].setToolTip(f"model {classifier.version}")
         labels["today"].setText(f"today {self.decisions_today} ({date.today():%d %b})")

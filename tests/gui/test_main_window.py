@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 
 from station import app
 from station.camera import CameraError, Frame, FrameSource
 from station.storage import Storage
+from station.ui.main_window import fitting_size
 from tests.conftest import TINY_LABELS
 
 WAIT_MS = 30_000
@@ -293,3 +294,18 @@ def test_a_version_promoted_elsewhere_is_swapped_in_and_a_broken_one_is_refused(
     qtbot.wait(1000)  # several polls: the broken version is not tried again and again
     assert len(window.models.loaders) == loads == 0
     assert seen == ["r2"]  # loading it was started once
+
+
+def test_the_window_fits_a_1024_by_768_screen(qtbot, windows, make_settings, image_folder, tiny_classifier) -> None:
+    """A panel PC's 1024 x 768 shows the whole window: long status fields are cut, the key help wraps."""
+    window = start_window(qtbot, windows, make_settings(), tiny_classifier)
+    wait_for_prediction(qtbot, window)
+    window.status.labels["learning"].setText("learning: 128 decisions since the last retraining " * 2)
+    window.hands_free.mode_label.setText("mode manual · events → " + "/a/long/shared/folder" * 5)
+    screen = window.screen().availableGeometry().size()  # offscreen: 800 x 800
+    assert fitting_size(window, QSize(5000, 600)) == QSize(screen.width(), 600)  # the first size never overflows
+    minimum = window.minimumSizeHint()
+    assert minimum.width() <= 1024 and minimum.height() <= 768, minimum
+    for name in ("dropped", "today", "inference"):  # the short counts are never the ones cut
+        label = window.status.labels[name]
+        assert label.minimumSizeHint().width() >= label.fontMetrics().horizontalAdvance(label.text())
