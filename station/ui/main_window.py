@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QToolBar, QVBoxLayout, QWidget
 
 from station import storage_jobs as jobs
@@ -40,6 +40,7 @@ from station.ui.images import to_qimage
 from station.ui.insights import Insights
 from station.ui.keys import bind_key, bind_label_keys
 from station.ui.model_manager import ModelManager
+from station.ui.screen_fit import fitting_size
 from station.ui.status_bar import StationStatusBar
 from station.ui.storage_guard import StorageGuard
 from station.ui.video_view import Overlay, VideoView
@@ -290,10 +291,3 @@ class MainWindow(QMainWindow):
         log.info("storage stopped; %d write(s) not done", self.storage.pending)
         self.hands_free.close()  # after storage: the last decisions' events are on their way
 
-
-def fitting_size(window: QWidget, wanted: QSize) -> QSize:
-    """``wanted``, shrunk to the screen's free area: a 1024 x 768 panel PC must see the whole window."""
-    screen = window.screen() or QGuiApplication.primaryScreen()
-    if screen is None:
-        return wanted
-    return wanted.boundedTo(screen.availableGeometry().size())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QGridLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from station.ui.screen_fit import fitting_size
 from training.messages import RetrainOutcome, RetrainProgress, Scores
 
 PARTS = (("decisions", "held-out decisions"), ("base_test", "base test split"))
@@ -40,7 +41,7 @@ class RetrainDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Retrain on the operator's decisions")
         self.setModal(False)
-        self.resize(860, 560)
+        self.resize(fitting_size(self, QSize(860, 560)))
         self.outcome: RetrainOutcome | None = None  # not "result": QDialog.result() is a method
         self.pages = QStackedWidget()
         self.pages.addWidget(self._progress_page())

@@ -12,6 +12,7 @@ from station.storage import DecisionRecord
 from station.storage_jobs import HistoryEntry
 from station.ui.images import to_pixmap
 from station.ui.keys import bind_key, bind_label_keys
+from station.ui.screen_fit import fitting_size
 
 UNCERTAIN_BACKGROUND = QColor("#fde3c8")
 REVIEWED_BACKGROUND = QColor("#d5f5e3")
@@ -61,7 +62,7 @@ class ReviewDialog(QDialog):
         self.records: dict[int, DecisionRecord] = {}
         self.reviewed: set[int] = set()
         self.setWindowTitle("Review queue")
-        self.resize(1100, 760)
+        self.resize(fitting_size(self, QSize(1100, 760)))
 
         keys = " · ".join(f"{i + 1} {name}" for i, name in enumerate(labels[:9]))
         self.help = QLabel(

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QThread, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from station.ui.screen_fit import fitting_size
 
 log = logging.getLogger("station")
 
@@ -38,7 +40,7 @@ class StartupWindow(QWidget):
         layout.addWidget(title)
         layout.addWidget(self.steps)
         layout.addStretch(1)
-        self.resize(620, 220)
+        self.resize(fitting_size(self, QSize(620, 220)))
         self.lines: list[str] = []
         self.finished = False
         # Kept, not only signalled: a close while main() still prepares (no event loop yet) must stop the start too.

@@ -8,7 +8,7 @@ from typing import cast
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtCore import QDate, QSize, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,15 +27,24 @@ from PySide6.QtWidgets import (
 )
 
 from station.statistics import Statistics, StatsFilter
+from station.ui.screen_fit import fitting_size
 from training.evaluate import draw_confusion
 
 ALL_VERSIONS = "All versions"
 ALL_STATIONS = "All stations"
 RANGES = ("All time", "Today", "Last 7 days", "Last 30 days", "Custom")
 COLUMNS = ("class", "today", "in range", "agreement")
-# Two-line headers: the panel is ~460 px wide, one-line ones were cut ("ouches/item").
+# Two-line headers keep the table narrow (one-line ones were cut: "ouches/item").
 THROUGHPUT_COLUMNS = ("hour", "items", "items\nper min", "auto", "touches\nper item", "settle→\ndecision")
 MAX_TICK_LABELS = 12
+
+
+def fit_columns(table: QTableWidget) -> None:
+    """Columns as wide as their header and values (never cut; a scrollbar on a narrow screen), the last
+    one taking the room left."""
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
 
 
 def bucket_label(start: datetime, bucket: str, with_day: bool = False) -> str:
@@ -87,7 +96,7 @@ class StatisticsView(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Statistics")
-        self.resize(1200, 820)
+        self.resize(fitting_size(self, QSize(1200, 820)))
         self.statistics: Statistics | None = None
 
         self.version_box = QComboBox()
@@ -124,7 +133,7 @@ class StatisticsView(QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        fit_columns(self.table)
         self.table.setToolTip("agreement: share of the class's decisions where the model predicted that class")
         self.confusion_figure = Figure(figsize=(5.5, 4.5), layout="constrained")
         self.confusion_canvas = FigureCanvasQTAgg(self.confusion_figure)
@@ -135,8 +144,7 @@ class StatisticsView(QDialog):
         self.throughput.setHorizontalHeaderLabels(THROUGHPUT_COLUMNS)
         self.throughput.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.throughput.verticalHeader().setVisible(False)
-        self.throughput.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.throughput.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        fit_columns(self.throughput)
         self.throughput.setToolTip("Sorting pace per hour: items per minute between the hour's first and last "
                                    "decision, share decided by the station alone (auto mode), operator key presses "
                                    "per item, median time from the item settling to its decision")

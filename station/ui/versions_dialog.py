@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from station.ui.screen_fit import fitting_size
 from training.messages import RetrainReport
 
 COLUMNS = ("version", "status", "mode", "parent", "created / first seen",
@@ -67,7 +68,7 @@ class VersionsDialog(QDialog):
         super().__init__(parent)
         self.folder_of = folder_of  # VersionRecord -> its bundle folder (for a bundled model's own metrics)
         self.setWindowTitle("Model versions")
-        self.resize(1040, 360)
+        self.resize(fitting_size(self, QSize(1040, 360)))
         self.records: list[Any] = []
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -112,7 +113,7 @@ class VersionsDialog(QDialog):
         # Wide enough for every column: no column hidden behind a horizontal scrollbar.
         needed = sum(self.table.columnWidth(c) for c in range(len(COLUMNS))) + 2 * self.table.frameWidth() + 40
         if self.width() < needed:
-            self.resize(needed, self.height())
+            self.resize(fitting_size(self, QSize(needed, self.height())))
 
     def select(self, version: str) -> None:
         for row, record in enumerate(self.records):
