@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> dict:
         "source": str(video), "data_dir": str(work / "data"), "station_name": "bench", "mode": "auto",
         "auto_threshold": args.auto_threshold, "auto_delay": args.auto_delay, "auto_retrain_every": 0,
         "auto_trust_checks": args.trust_checks, "auto_trust_precision": args.trust_precision,
+        "arrival_crop": not args.whole_view,
         "mqtt_url": broker.url if broker else "", "model": str(bundle),
     }, user_file=work / "none.toml")
     if broker is not None:
@@ -166,9 +167,11 @@ def run(args: argparse.Namespace) -> dict:
     original_store = window.store_decision
 
     settled_at: dict[str, float] = {}  # item id -> monotonic time it settled
+    model_said: dict[str, str | None] = {}  # item id -> the model's class for it
 
     def store(decision: object) -> None:
         settled_at[decision.item_id] = time.monotonic() - decision.settle_ms / 1000.0  # type: ignore[attr-defined]
+        model_said[decision.item_id] = decision.predicted_label  # type: ignore[attr-defined]
         decided.append((decision.item_id, decision.kind or "operator", decision.operator_label,  # type: ignore[attr-defined]
                         decision.settle_ms))  # type: ignore[attr-defined]
         original_store(decision)  # type: ignore[arg-type]
@@ -222,6 +225,8 @@ def run(args: argparse.Namespace) -> dict:
         "events_received": len(received) if broker else None,
         "auto_share": round(len(auto) / len(decided), 3) if decided else None,
         "auto_accuracy": round(correct_auto / len(auto), 3) if auto else None,
+        # the model's answer for every decided item, whoever decided it
+        "model_right": sum(model_said.get(i) == photos[item_of[i]][1] for i, *_ in decided if i in item_of),
         "auto_wrong": len(auto) - correct_auto,
         "trusted_at_end": [c for c in labels if hands.trust.trusted(c)],
         "settle_to_answer_ms": {"median": percentile(list(answered.values()), 50),
@@ -231,6 +236,7 @@ def run(args: argparse.Namespace) -> dict:
         "rate_per_min": args.rate, "fps": args.fps, "auto_threshold": args.auto_threshold,
         "auto_delay_s": args.auto_delay, "operator_delay_s": args.operator_delay,
         "trust_checks": args.trust_checks, "trust_precision": args.trust_precision,
+        "arrival_crop": not args.whole_view,
         "broker": "mosquitto" if broker else "none (JSON lines)", "cores": os.cpu_count(),
     }
 
@@ -246,6 +252,8 @@ def main() -> None:
     parser.add_argument("--trust-checks", type=int, default=10,
                         help="auto_trust_checks (the station's default; 0: the threshold alone)")
     parser.add_argument("--trust-precision", type=float, default=0.8, help="auto_trust_precision")
+    parser.add_argument("--whole-view", action="store_true",
+                        help="arrival_crop = false: classify the whole view's centre square, not the item's square")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bundle", type=Path)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -264,6 +272,7 @@ def main() -> None:
          f"{result['settle_to_event_received_ms']['median']} / {result['settle_to_event_received_ms']['p95']}"),
         ("confirmed automatically / their accuracy / wrong ones",
          f"{result['auto_share']} / {result['auto_accuracy']} / {result['auto_wrong']}"),
+        ("the model's class right, of the decided items", f"{result['model_right']} of {result['decisions']}"),
         ("classes trusted at the end", ", ".join(result["trusted_at_end"]) or "none"),
     ]
     for name, value in rows:

@@ -47,6 +47,9 @@ class ArrivalSettings:
     # reaching in, and an item half out of the view (leaving, or stopped at the edge), never count as items.
     edge_margin: int = 2
     work_width: int = 160  # pixels across the shrunk copy the detector works on
+    # The settled event's frame is a square around the item, this share of its longer side added on every side
+    # (None: the whole frame). The model learned from photos the item fills; a wide view makes it a speck.
+    crop_margin: float | None = 0.15  # the station passes app.ITEM_MARGIN, or None (setting arrival_crop)
 
     def __post_init__(self) -> None:
         shares = ("min_area", "still_fraction", "left_overlap")
@@ -60,6 +63,9 @@ class ArrivalSettings:
                 raise ValueError(f"arrival {name} must be a positive number, got {value!r}")
         if not (isinstance(self.edge_margin, int) and 0 <= self.edge_margin <= 20):
             raise ValueError(f"arrival edge_margin must be a whole number of pixels in 0..20, got {self.edge_margin!r}")
+        if self.crop_margin is not None and not (
+                isinstance(self.crop_margin, int | float) and 0.0 <= self.crop_margin <= 1.0):
+            raise ValueError(f"arrival crop_margin must be a share between 0 and 1, or None, got {self.crop_margin!r}")
         if not (isinstance(self.work_width, int) and 32 <= self.work_width <= 1024):
             raise ValueError(f"arrival work_width must be a whole number of pixels in 32..1024, "
                              f"got {self.work_width!r}")
@@ -70,7 +76,7 @@ class ArrivalEvent:
     kind: str  # "arriving" | "settled" | "left"
     t: float  # time of the frame that caused it
     item: int | None  # item number (1, 2, ...) from "settled" on; None for an arrival, and when it never settled
-    frame: NDArray[np.uint8] | None = None  # "settled": the frame to classify (the caller's array, not copied)
+    frame: NDArray[np.uint8] | None = None  # "settled": the image to classify (the item's square, or the frame)
     outline: NDArray[np.int32] = field(default_factory=lambda: _NO_OUTLINE)  # (N, 2) x, y in frame pixels
 
 
@@ -81,6 +87,23 @@ class ArrivalView:
     state: str
     item: int | None
     outline: NDArray[np.int32]  # (N, 2) x, y in frame pixels; empty when nothing is in view
+
+
+MIN_CROP_SIDE = 64  # pixels: a smaller item is classified from a little more of its surroundings
+
+
+def item_square(outline: NDArray[np.int32], width: int, height: int, margin: float) -> tuple[int, int, int] | None:
+    """The square ``(x, y, side)`` around an outline's bounding box, ``margin`` of its longer side added on each
+    side, moved (not cut) to lie inside a ``width`` x ``height`` frame; None without an outline."""
+    if len(outline) == 0:
+        return None
+    x0, y0 = outline.min(axis=0)
+    x1, y1 = outline.max(axis=0) + 1
+    longer = max(int(x1 - x0), int(y1 - y0))
+    side = min(max(round(longer * (1 + 2 * margin)), MIN_CROP_SIDE), width, height)
+    x = min(max(round((x0 + x1 - side) / 2), 0), width - side)
+    y = min(max(round((y0 + y1 - side) / 2), 0), height - side)
+    return int(x), int(y), int(side)
 
 
 class ArrivalDetector:
@@ -187,7 +210,18 @@ class ArrivalDetector:
         self.items += 1
         self._state = SETTLED
         self._footprint = mask
-        return [ArrivalEvent(SETTLED_EVENT, t, self.items, frame=image, outline=self._outline)]
+        return [ArrivalEvent(SETTLED_EVENT, t, self.items, frame=self._item_image(image), outline=self._outline)]
+
+    def _item_image(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """What the model classifies: the square around the item (a copy), or the whole frame."""
+        if self.settings.crop_margin is None:
+            return image
+        height, width = image.shape[:2]
+        square = item_square(self._outline, width, height, self.settings.crop_margin)
+        if square is None:
+            return image
+        x, y, side = square
+        return image[y:y + side, x:x + side].copy()
 
     # ---- image work
 

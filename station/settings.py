@@ -72,6 +72,7 @@ class Settings:
     arrival_min_area: float = 0.02  # share of the view an item covers at least
     arrival_settle_s: float = 0.4  # seconds an item holds still before it is classified
     arrival_threshold: float = 30.0  # per-channel difference from the empty scene (0-255) that is foreground
+    arrival_crop: bool = True  # classify and store the square around a settled item, not the whole view
     # A database several stations share (postgresql+psycopg://user@host/sorting); "" = station.db in data_dir.
     # It may hold a password: show it only through station.storage.engine.describe (masked).
     database_url: str = ""
@@ -237,6 +238,7 @@ _CHECKS: dict[str, Callable[[Any, bool], Any]] = {
     "arrival_min_area": _check_range("arrival_min_area", 0.0, 0.9, "a share of the view in (0, 0.9]", open_low=True),
     "arrival_settle_s": _check_range("arrival_settle_s", 0.0, 10.0, "a number of seconds in (0, 10]", open_low=True),
     "arrival_threshold": _check_range("arrival_threshold", 0.0, 255.0, "a difference in (0, 255]", open_low=True),
+    "arrival_crop": _check_flag("arrival_crop"),
     "database_url": _check_string(
         "database_url", "a database URL like postgresql+psycopg://user@host/sorting ('' for the data folder's)",
         allow_empty=True),

@@ -13,13 +13,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QThread, Signal, Slot
 
-from station.arrival import SETTLED_EVENT, ArrivalDetector, PhotoArrivals
+from station.arrival import SETTLED_EVENT, ArrivalDetector, ArrivalEvent, PhotoArrivals
 from station.camera import CaptureLoop, Frame, FrameSource, LatestFrameSlot
 from station.inference import Classifier, InferenceOptions
 from station.rate_meter import RateMeter
@@ -63,6 +63,13 @@ class Worker(QThread):
         return self.wait(timeout_ms)
 
 
+def item_frame(frame: Frame, settled: ArrivalEvent) -> Frame:
+    """The frame an item is classified and stored from: its square when the detector cut one out."""
+    if settled.frame is None or settled.frame is frame.image:
+        return frame
+    return replace(frame, image=settled.frame)
+
+
 class CaptureWorker(Worker):
     """Runs the capture loop; the newest frame goes to the inference slot and to the display.
 
@@ -73,7 +80,8 @@ class CaptureWorker(Worker):
 
     frame_captured = Signal(object)  # Frame
     camera_state_changed = Signal(str, str)  # state, detail
-    arrival_seen = Signal(object, object, object)  # Frame, list[ArrivalEvent], ArrivalView
+    # Frame, list[ArrivalEvent], ArrivalView, and the settled item's Frame (its square) or None
+    arrival_seen = Signal(object, object, object, object)
 
     def __init__(
         self, source_factory: Callable[[], FrameSource], slot: LatestFrameSlot, detector: Detector | None = None
@@ -90,19 +98,19 @@ class CaptureWorker(Worker):
         self._recalibrate.set()
 
     def _on_frame(self, frame: Frame) -> None:
-        settled = False
+        item: Frame | None = None
         if self.detector is not None:
             if self._recalibrate.is_set():
                 self._recalibrate.clear()
                 self.detector.calibrate()
             events = self.detector.update(frame.image, frame.timestamp)
-            settled = any(event.kind == SETTLED_EVENT for event in events)
+            item = next((item_frame(frame, e) for e in events if e.kind == SETTLED_EVENT), None)
             # Before the frame reaches the slot: the window learns of the item before of its prediction.
-            self.arrival_seen.emit(frame, events, self.detector.view)
+            self.arrival_seen.emit(frame, events, self.detector.view, item)
         if self.classify_live:
             self.slot.put(frame)
-        elif settled:
-            self.slot.put(frame, pin=True)
+        elif item is not None:
+            self.slot.put(item, pin=True)
         self.frame_captured.emit(frame)
 
     def advance(self) -> bool:

@@ -116,11 +116,13 @@ class HandsFreeDesk(QObject):
 
     # ---- events from the workers
 
-    def _on_arrival_seen(self, frame: Frame, events: list[ArrivalEvent], view: ArrivalView) -> None:
+    def _on_arrival_seen(
+        self, frame: Frame, events: list[ArrivalEvent], view: ArrivalView, item_frame: Frame | None
+    ) -> None:
         self.view = view
         for event in events:
             if event.kind == SETTLED_EVENT and event.item is not None:
-                self.hands.item_settled(event.item, frame)
+                self.hands.item_settled(event.item, item_frame or frame)
             elif event.kind == LEFT:
                 self.hands.item_left(event.item)
                 self._decided_items.pop(event.item or -1, None)

@@ -5,10 +5,15 @@ is tests/integration)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
 from PySide6.QtCore import Qt
 
+from station.camera import Frame, FrameSource
 from station.handsfree import WAITING
 from tests.gui.test_main_window import WAIT_MS, rows, start_window
 
@@ -157,3 +162,53 @@ def test_a_retrained_model_brings_its_checks_and_goes_alone_from_the_start(
     qtbot.waitUntil(lambda: window.capture.loop.state == "ended" and window.storage.pending == 0
                     and len(rows(settings.data_dir)) == 6, timeout=WAIT_MS * 2)
     assert {r.kind for r in rows(settings.data_dir)} == {"auto"}  # no key pressed
+
+
+class BeltCamera(FrameSource):
+    """A live 640 x 480 camera over a grey belt: empty for 1.5 s, then a red 120 x 160 item lies still at
+    x 400..519, y 200..359 (off centre: the whole view's centre square would cut it)."""
+
+    is_live = True
+    description = "belt test camera"
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.start = 0.0
+
+    def open(self) -> None:
+        self.start = time.monotonic()
+
+    def read(self) -> Frame | None:
+        time.sleep(0.04)
+        self.index += 1
+        image = np.full((480, 640, 3), 110, np.uint8)
+        if time.monotonic() - self.start > 1.5:
+            image[200:360, 400:520] = (220, 40, 40)
+        return Frame(image, self.index, time.monotonic(), self.description)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_a_settled_item_is_classified_and_stored_from_its_own_square(
+    qtbot, windows, make_settings, tiny_classifier, crop: bool
+) -> None:
+    settings = make_settings(source="0", mode="assist", arrival_crop=crop)
+    window = start_window(qtbot, windows, settings, tiny_classifier, lambda: BeltCamera())
+    hands = window.hands_free.hands
+    qtbot.waitUntil(lambda: hands.current is not None and hands.current.prediction is not None, timeout=WAIT_MS)
+    item = hands.current
+    assert item.prediction.frame is item.frame  # the model answered for the item's own image
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: len(rows(settings.data_dir)) == 1, timeout=WAIT_MS)
+    [record] = rows(settings.data_dir)
+    stored = np.asarray(Image.open(settings.data_dir / record.image_path).convert("RGB"))
+    if not crop:
+        assert stored.shape == (480, 640, 3)
+        return
+    # The item's 160 px side plus 15 % on each side: a 208 px square around it, the item in its middle.
+    assert stored.shape[0] == stored.shape[1] and abs(stored.shape[0] - 208) <= 12
+    assert item.frame.image.shape == stored.shape
+    middle = stored[84:124, 84:124].reshape(-1, 3).mean(axis=0)
+    assert middle[0] > 180 and middle[1] < 90  # red

@@ -21,6 +21,7 @@ from station.arrival import (
     ArrivalEvent,
     ArrivalSettings,
     PhotoArrivals,
+    item_square,
 )
 
 DT = 0.125
@@ -170,8 +171,39 @@ def test_full_size_frames_are_shrunk_and_the_outline_scaled_back() -> None:
     events = [e for i, frame in enumerate(frames) for e in detector.update(frame, i * DT)]
     assert [(e.kind, e.t, e.item) for e in events] == [("arriving", 1.0, None), ("settled", 2.0, 1), ("left", 3.25, 1)]
     settled = events[1]
-    assert settled.frame is frames[16]  # the caller's own frame, full size
     assert abs(settled.outline[:, 0].min() - 240) <= 8 and abs(settled.outline[:, 0].max() - 399) <= 8
+    # What the model gets: the square around the 160 x 160 item (x 240..399, y 160..319), 15 % of its side added
+    # on each side (about 208 px), cut from the full-size frame; the item fills its middle.
+    crop = settled.frame
+    assert crop is not None and crop.shape[0] == crop.shape[1] and abs(crop.shape[0] - 208) <= 10
+    side = crop.shape[0]
+    middle = crop[side // 2 - 40:side // 2 + 40, side // 2 - 40:side // 2 + 40].reshape(-1, 3).mean(axis=0)
+    assert middle[0] > 200 and middle[1] < 60  # the red item
+    assert any(np.array_equal(crop, frames[16][y:y + side, x:x + side])
+               for y in range(125, 150) for x in range(205, 230))  # cut from the settled frame itself
+
+    whole = ArrivalDetector(ArrivalSettings(settle_s=0.5, calibration_s=0.5, work_width=160, crop_margin=None))
+    settled = [e for i, frame in enumerate(frames) for e in whole.update(frame, i * DT) if e.kind == "settled"]
+    assert settled[0].frame is frames[16]  # arrival_crop = false: the caller's own frame, full size
+
+
+@pytest.mark.parametrize(("outline", "square"), [
+    ([(240, 160), (399, 319)], (216, 136, 208)),  # 160 px item in the middle: 15 % more on each side
+    ([(0, 0), (99, 49)], (0, 0, 130)),  # at the corner: moved inside the frame, not cut
+    ([(600, 400), (639, 479)], (536, 376, 104)),  # at the other corner (80 px tall: 104 px square)
+    ([(300, 200), (309, 209)], (273, 173, 64)),  # a 10 px speck: at least 64 px
+    ([(0, 0), (639, 479)], (80, 0, 480)),  # larger than the frame's height: as tall as the frame
+])
+def test_the_item_square_surrounds_the_outline_inside_the_frame(
+    outline: list[tuple[int, int]], square: tuple[int, int, int]
+) -> None:
+    assert item_square(np.array(outline, np.int32), 640, 480, 0.15) == square
+
+
+def test_no_outline_gives_no_square_and_a_bad_margin_is_refused() -> None:
+    assert item_square(np.zeros((0, 2), np.int32), 640, 480, 0.15) is None
+    with pytest.raises(ValueError, match="crop_margin must be a share"):
+        ArrivalSettings(crop_margin=-0.1)
 
 
 def test_photo_arrivals_make_every_image_one_settled_item() -> None:
