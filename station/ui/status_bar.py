@@ -14,7 +14,7 @@ from station.ui.plain_text import tooltip
 from station.workers import CaptureWorker, InferenceWorker
 
 FIELDS = ("learning", "camera", "capture", "inference", "dropped", "model", "today")
-LONG_FIELDS = {"learning", "camera", "model"}
+LONG_FIELDS = {"learning", "model"}  # the camera state stays whole: "lost" must be seen
 CAMERA_COLORS = {LIVE: "#27ae60", LOST: "#c0392b"}  # any other state: orange
 SLIDESHOW_BLUE = "#2980b9"
 
