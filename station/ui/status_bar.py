@@ -79,8 +79,9 @@ class StationStatusBar(QStatusBar):
         labels["capture"].setVisible(not self.feed_note)
         labels["capture"].setText(f"capture {self.capture.loop.fps:.1f} fps")
         classifier = self.inference.classifier
-        # A slideshow's rate is its interval, not the model's speed: the time per prediction says that.
-        rate = "" if self.feed_note else f"{self.inference.fps:.1f} fps, "
+        # A slideshow's rate is its interval and hands-free modes classify only settled items: there the time per
+        # prediction is the model's speed, not a rate.
+        rate = f"{self.inference.fps:.1f} fps, " if self.capture.classify_live and not self.feed_note else ""
         labels["inference"].setText(f"inference {rate}{self.latency_ms:.0f} ms ({classifier.backend})")
         labels["dropped"].setText(f"dropped {self.capture.slot.dropped}")
         labels["model"].setText(f"model {classifier.version}")

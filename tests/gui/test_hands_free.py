@@ -200,6 +200,9 @@ def test_a_settled_item_is_classified_and_stored_from_its_own_square(
     qtbot.waitUntil(lambda: hands.current is not None and hands.current.prediction is not None, timeout=WAIT_MS)
     item = hands.current
     assert item.prediction.frame is item.frame  # the model answered for the item's own image
+    window.status.refresh()  # only settled items are classified: a time per prediction, no rate
+    assert window.status.labels["inference"].text().startswith("inference ") and "fps" not in (
+        window.status.labels["inference"].text())
     qtbot.keyClick(window, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: len(rows(settings.data_dir)) == 1, timeout=WAIT_MS)
     [record] = rows(settings.data_dir)
