@@ -238,18 +238,17 @@ def assemble_window(
     return window
 
 
-ITEM_MARGIN = 0.15  # of the item's longer side, around it, in the square the model classifies
-
-
 def arrival_detector(settings: Settings, demo_reason: str | None) -> ArrivalDetector | PhotoArrivals:
     """Image folders (and the demo images): every image is an item; cameras and videos: the arrival detector."""
+    from dataclasses import replace
+
     from station.arrival import ArrivalDetector, ArrivalSettings, PhotoArrivals
 
     if feed_note(settings, demo_reason) is not None:
         return PhotoArrivals()
-    return ArrivalDetector(ArrivalSettings(min_area=settings.arrival_min_area, settle_s=settings.arrival_settle_s,
-                                           diff_threshold=settings.arrival_threshold,
-                                           crop_margin=ITEM_MARGIN if settings.arrival_crop else None))
+    arrival = ArrivalSettings(min_area=settings.arrival_min_area, settle_s=settings.arrival_settle_s,
+                              diff_threshold=settings.arrival_threshold)
+    return ArrivalDetector(arrival if settings.arrival_crop else replace(arrival, crop_margin=None))
 
 
 def start_workers(window: MainWindow) -> None:

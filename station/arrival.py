@@ -49,7 +49,7 @@ class ArrivalSettings:
     work_width: int = 160  # pixels across the shrunk copy the detector works on
     # The settled event's frame is a square around the item, this share of its longer side added on every side
     # (None: the whole frame). The model learned from photos the item fills; a wide view makes it a speck.
-    crop_margin: float | None = 0.15  # the station passes app.ITEM_MARGIN, or None (setting arrival_crop)
+    crop_margin: float | None = 0.15  # None when the station's setting arrival_crop is false
 
     def __post_init__(self) -> None:
         shares = ("min_area", "still_fraction", "left_overlap")
