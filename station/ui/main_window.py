@@ -290,4 +290,3 @@ class MainWindow(QMainWindow):
         self.storage.stop()
         log.info("storage stopped; %d write(s) not done", self.storage.pending)
         self.hands_free.close()  # after storage: the last decisions' events are on their way
-
