@@ -148,6 +148,21 @@ def class_weights(labels: NDArray[np.int64], num_classes: int) -> dict[int, floa
     return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
 
+def describe_class_weights(weights: dict[int, float], class_names: list[str], listed: int = 12) -> str:
+    """One log line: every class's weight when there are few, else the rarest and commonest classes."""
+    if np.allclose(list(weights.values()), 1.0, atol=5e-4):
+        return f"class weights: all 1.000 ({len(class_names)} classes, equally frequent)"
+    order = sorted(weights, key=weights.__getitem__, reverse=True)  # heaviest (rarest) first
+    if len(order) > listed:
+        half = listed // 2
+        shown = [f"{class_names[i]} {weights[i]:.3f}" for i in order[:half]]
+        shown += [f"... {len(order) - listed} more ..."]
+        shown += [f"{class_names[i]} {weights[i]:.3f}" for i in order[-half:]]
+    else:
+        shown = [f"{class_names[i]} {weights[i]:.3f}" for i in sorted(weights)]
+    return "class weights (balanced): " + ", ".join(shown)
+
+
 def load_arrays(root: Path, relpaths: list[str], size: int) -> NDArray[np.uint8]:
     """Decode and prepare images into one (N, size, size, 3) uint8 array."""
     images = np.empty((len(relpaths), size, size, 3), dtype=np.uint8)

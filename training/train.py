@@ -28,6 +28,7 @@ from training.data import (
     SPLITS,
     FolderDataset,
     class_weights,
+    describe_class_weights,
     load_arrays,
     save_split,
     scan_dataset,
@@ -118,8 +119,7 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
     y_train = dataset.labels_of(split["train"])
     y_val = dataset.labels_of(split["val"])
     weights = class_weights(y_train, len(dataset.class_names))
-    log.info("class weights (balanced): " + ", ".join(
-        f"{name} {weights[i]:.3f}" for i, name in enumerate(dataset.class_names)))
+    log.info(describe_class_weights(weights, dataset.class_names))
 
     out = Path(config.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)

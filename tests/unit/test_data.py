@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import CLASSES, MINI_DATASET
-from training.data import class_weights, scan_dataset, stratified_split
+from training.data import class_weights, describe_class_weights, scan_dataset, stratified_split
 from training.errors import TrainingError
 
 
@@ -67,3 +67,14 @@ def test_balanced_class_weights_favour_the_rare_class() -> None:
     labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
     weights = class_weights(labels, 3)
     assert weights == pytest.approx({0: 100 / 180, 1: 100 / 90, 2: 100 / 30})
+
+
+def test_class_weights_line_lists_few_classes_and_summarises_many() -> None:
+    few = describe_class_weights(class_weights(np.array([0] * 60 + [1] * 30 + [2] * 10), 3), ["a", "b", "c"])
+    assert few == "class weights (balanced): a 0.556, b 1.111, c 3.333"
+    equal = describe_class_weights(class_weights(np.repeat(np.arange(202), 5), 202), [f"n{i}" for i in range(202)])
+    assert equal == "class weights: all 1.000 (202 classes, equally frequent)"
+    labels = np.concatenate([np.repeat(np.arange(40), 10), [39] * 30])  # class 39 is the commonest
+    many = describe_class_weights(class_weights(labels, 40), [f"n{i}" for i in range(40)])
+    assert many.count(",") == 12 and "... 28 more ..." in many
+    assert many.startswith("class weights (balanced): n0 1.075") and many.endswith("n39 0.269")
