@@ -60,10 +60,13 @@ def convert(model: keras.Model) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(backbone_model(model))
+    # Keras prints the exported model's signature to stdout: a page of noise in a training log or a terminal.
     try:
-        flatbuffer: bytes = converter.convert()
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            flatbuffer: bytes = converter.convert()
     except Exception as exc:  # the converter raises its own ConverterError and plain exceptions
         raise TrainingError(f"cannot convert the backbone to LiteRT: {exc}") from exc
+    log.debug("the converter printed: %s", printed.getvalue().strip())
     return flatbuffer
 
 
@@ -104,10 +107,7 @@ def convert_in_child(bundle_dir: Path, cache_dir: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if hasattr(os, "nice"):
         os.nice(10)
-    # Keras prints the exported model's signature to stdout: a page of noise in the station's terminal.
-    with contextlib.redirect_stdout(io.StringIO()) as printed:
-        path = cache_backbone(bundle_dir, cache_dir)
-    log.debug("the converter printed: %s", printed.getvalue().strip())
+    path = cache_backbone(bundle_dir, cache_dir)
     log.info("converted backbone written to %s", path)
 
 
