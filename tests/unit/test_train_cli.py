@@ -46,7 +46,7 @@ def test_train_writes_a_complete_bundle(trained_run: tuple[Path, Path, str]) -> 
     with zipfile.ZipFile(run / "model.keras") as archive:
         saved = json.loads(archive.read("config.json"))
     assert not saved.get("compile_config"), "no optimizer or compile state in the bundle"
-    assert "class weights (balanced): cardboard 1.000" in out
+    assert "class weights: all 1.000 (6 classes, equally frequent)" in out  # 4 usable photos of each class
 
 
 def test_bad_files_are_named_and_left_out(trained_run: tuple[Path, Path, str]) -> None:
