@@ -152,14 +152,15 @@ def describe_class_weights(weights: dict[int, float], class_names: list[str], li
     """One log line: every class's weight when there are few, else the rarest and commonest classes."""
     if np.allclose(list(weights.values()), 1.0, atol=5e-4):
         return f"class weights: all 1.000 ({len(class_names)} classes, equally frequent)"
-    order = sorted(weights, key=weights.__getitem__, reverse=True)  # heaviest (rarest) first
-    if len(order) > listed:
-        half = listed // 2
-        shown = [f"{class_names[i]} {weights[i]:.3f}" for i in order[:half]]
-        shown += [f"... {len(order) - listed} more ..."]
-        shown += [f"{class_names[i]} {weights[i]:.3f}" for i in order[-half:]]
+    def entry(i: int) -> str:
+        return f"{class_names[i]} {weights[i]:.3f}"
+
+    if len(weights) <= listed:
+        shown = [entry(i) for i in sorted(weights)]
     else:
-        shown = [f"{class_names[i]} {weights[i]:.3f}" for i in sorted(weights)]
+        order = sorted(weights, key=weights.__getitem__, reverse=True)  # heaviest (rarest) first
+        half = listed // 2
+        shown = [*map(entry, order[:half]), f"... {len(order) - listed} more ...", *map(entry, order[-half:])]
     return "class weights (balanced): " + ", ".join(shown)
 
 
